@@ -1,0 +1,47 @@
+"""The one segmentation pipeline: preprocess -> engine -> postprocess, with per-stage timing.
+
+The ROS node, the rosbag evaluator, the demo and training's evaluation all run
+frames through `SegmentationPipeline.run`, so what is measured offline is what
+runs on the car.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from road_seg_core.engines.base import InferenceEngine
+from road_seg_core.frames import SensorFrame
+from road_seg_core.postprocess import Masks, make_masks
+from road_seg_core.preprocess import PreprocessConfig, Preprocessor
+
+
+@dataclass
+class PipelineResult:
+    """Masks for one frame plus the milliseconds each stage took."""
+
+    masks: Masks
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class SegmentationPipeline:
+    """Runs one SensorFrame through the model described by `engine.meta`."""
+
+    def __init__(self, engine: InferenceEngine, preprocess: PreprocessConfig | None = None) -> None:
+        self.engine = engine
+        meta = engine.meta
+        self.preprocessor = Preprocessor(tuple(meta.modalities), tuple(meta.input_size), preprocess)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.engine.meta.modalities)
+
+    def run(self, frame: SensorFrame, with_overlay: bool = False) -> PipelineResult:
+        t0 = time.perf_counter()
+        inputs = self.preprocessor(frame)
+        t1 = time.perf_counter()
+        labels_small = self.engine.infer_labels(inputs)[0]
+        t2 = time.perf_counter()
+        masks = make_masks(labels_small, frame.rgb, frame.size, with_overlay)
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        return PipelineResult(masks=masks, timings_ms=timings)

@@ -1,0 +1,161 @@
+"""Sensor frame -> model input tensors, shared by the node, bag evaluation, the demo and training.
+
+The model sees every modality at its input size, in the units of the spec
+(rgb 0..255, depth metres, disparity pixels at model width, thermal in (0, 1]),
+with 0 meaning "no measurement". Resizing happens here, once, with the
+interpolation each modality needs: area for colour, nearest for depth-like
+maps so a hole never blends into a fake surface.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from road_seg_core import depth as depth_ops
+from road_seg_core.frames import SensorFrame
+from road_seg_core.thermal import ThermalConfig, normalize_thermal, warp_to_left
+
+#: Where the model's depth-like input comes from on the car.
+DEPTH_SOURCES = ("depth", "disparity", "stereo")
+
+
+@dataclass
+class PreprocessConfig:
+    """How raw sensor data becomes model input; lives in config/perception.yaml on the car."""
+
+    depth_source: str = "depth"  # "depth" topic, ZED "disparity" topic, or "stereo" (SGBM on the rectified pair)
+    min_depth_m: float = 0.3
+    max_depth_m: float = 40.0
+    thermal: ThermalConfig = field(default_factory=ThermalConfig)
+    sgbm: depth_ops.SgbmConfig = field(default_factory=depth_ops.SgbmConfig)
+
+    def __post_init__(self) -> None:
+        if self.depth_source not in DEPTH_SOURCES:
+            raise ValueError(f"depth_source must be one of {DEPTH_SOURCES}, got {self.depth_source!r}")
+        if not 0 <= self.min_depth_m < self.max_depth_m:
+            raise ValueError(f"need 0 <= min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
+
+
+class MissingInputError(ValueError):
+    """A frame lacks what the configured depth source needs (e.g. no intrinsics to turn depth into disparity)."""
+
+
+class Preprocessor:
+    """Builds the model's input dict for one frame: {modality: (1, C, H, W) array}.
+
+    Missing sensors are fed as zeros (validity 0), which the fusion network is
+    trained to handle, so a failing thermal camera degrades output instead of
+    stopping the car's perception.
+    """
+
+    def __init__(self, modalities: tuple[str, ...], input_size: tuple[int, int],
+                 config: PreprocessConfig | None = None) -> None:
+        self.modalities = tuple(modalities)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.config = config or PreprocessConfig()
+        h, w = self.input_size
+        self._zeros = np.zeros((1, 1, h, w), np.float32)
+        #: Fraction of valid pixels per modality in the last frame (for diagnostics).
+        self.last_valid_fraction: dict[str, float] = {}
+
+    def __call__(self, frame: SensorFrame) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name in self.modalities:
+            if name == "rgb":
+                out[name] = self.rgb(frame.rgb)
+            elif name == "depth":
+                out[name] = self._one_channel(name, self.depth_m(frame))
+            elif name == "disparity":
+                out[name] = self._one_channel(name, self.disparity_px(frame))
+            elif name == "thermal":
+                out[name] = self._one_channel(name, self.thermal01(frame))
+            else:
+                raise ValueError(f"unknown modality {name!r}")
+        return out
+
+    # -- per modality -------------------------------------------------------------------------------------------
+    def rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """(1, 3, H, W) uint8 RGB at the input size."""
+        h, w = self.input_size
+        small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(small.transpose(2, 0, 1))[None]
+
+    def depth_m(self, frame: SensorFrame) -> np.ndarray | None:
+        """Depth in metres at the input size, 0 where invalid; None if the sensor is missing."""
+        cfg = self.config
+        if cfg.depth_source == "depth":
+            if frame.depth is None:
+                return None
+            depth = self._resize_nearest(frame.depth)
+        else:
+            disparity = self._disparity_at_input(frame)
+            if disparity is None:
+                return None
+            fx = self._intrinsics(frame).scaled(self.input_size[1], self.input_size[0]).fx
+            depth = depth_ops.disparity_to_depth(disparity, fx, self._intrinsics(frame).baseline_m)
+        return depth_ops.sanitize(depth, cfg.min_depth_m, cfg.max_depth_m)[0]
+
+    def disparity_px(self, frame: SensorFrame) -> np.ndarray | None:
+        """Disparity in pixels at the model's input width, 0 where invalid; None if the sensor is missing."""
+        cfg = self.config
+        if cfg.depth_source == "depth":
+            if frame.depth is None:
+                return None
+            depth = self._resize_nearest(frame.depth)
+            intr = self._intrinsics(frame)
+            fx = intr.scaled(self.input_size[1], self.input_size[0]).fx
+            disparity = depth_ops.depth_to_disparity(depth, fx, intr.baseline_m)
+        else:
+            disparity = self._disparity_at_input(frame)
+            if disparity is None:
+                return None
+        return depth_ops.sanitize(disparity, 1e-3, np.inf)[0]
+
+    def thermal01(self, frame: SensorFrame) -> np.ndarray | None:
+        """Thermal in (0, 1] warped into the left view at the input size; 0 outside the thermal field of view."""
+        if frame.thermal is None:
+            return None
+        t01 = normalize_thermal(frame.thermal, self.config.thermal)
+        # One warp does both jobs: thermal -> left image (configured homography), then left -> input size.
+        h, w = self.input_size
+        left_h, left_w = frame.size
+        to_input = np.diag([w / left_w, h / left_h, 1.0]) @ np.asarray(self.config.thermal.homography, np.float64)
+        return warp_to_left(t01, to_input, (h, w))
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def _disparity_at_input(self, frame: SensorFrame) -> np.ndarray | None:
+        h, w = self.input_size
+        if self.config.depth_source == "disparity":
+            if frame.disparity is None:
+                return None
+            return depth_ops.rescale_disparity(self._resize_nearest(frame.disparity), w / frame.disparity.shape[1])
+        if frame.right_rgb is None:
+            return None
+        # SGBM at the model's resolution: disparities come out in input-width pixels, and it is ~20x cheaper than 720p.
+        left = cv2.resize(frame.rgb, (w, h), interpolation=cv2.INTER_AREA)
+        right = cv2.resize(frame.right_rgb, (w, h), interpolation=cv2.INTER_AREA)
+        return depth_ops.stereo_disparity(left, right, self.config.sgbm)
+
+    def _resize_nearest(self, image: np.ndarray) -> np.ndarray:
+        h, w = self.input_size
+        image = np.asarray(image, dtype=np.float32)
+        if image.shape[:2] == (h, w):
+            return image
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
+
+    @staticmethod
+    def _intrinsics(frame: SensorFrame):
+        if frame.intrinsics is None:
+            raise MissingInputError("converting between depth and disparity needs camera intrinsics "
+                                    "(left and right camera_info); none were received for this frame")
+        return frame.intrinsics
+
+    def _one_channel(self, name: str, image: np.ndarray | None) -> np.ndarray:
+        if image is None:
+            self.last_valid_fraction[name] = 0.0
+            return self._zeros.copy()
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        self.last_valid_fraction[name] = float(np.count_nonzero(image)) / image.size
+        return image[None, None]

@@ -1,0 +1,171 @@
+"""`road-seg demo` / `make demo`: sim_sensors + perception_node with the bundled model, on this machine.
+
+Starts the same two processes as `ros2 launch road_seg_ros perception.launch.py
+with_sim:=true` (road_seg_ros.launch_plan), listens to the node's outputs and
+the simulator's ground truth, and after a while writes overlay images and a
+summary (frames, latency, IoU against /sim/labels) to the output folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from road_seg_core.bundled import resolve_model
+from road_seg_core.metrics import ConfusionMatrix, to_json
+from road_seg_core.postprocess import colorize
+
+OUTPUTS = {"labels": "/road_seg/labels", "overlay": "/road_seg/overlay"}
+GT_TOPIC = "/sim/labels"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_output", help="folder for overlays and summary.json")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of simulated driving")
+    parser.add_argument("--rate", type=float, default=5.0, help="sim_sensors frame rate (Hz)")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--save", type=int, default=8, help="number of overlay images to save")
+
+
+def _find_executable(name: str) -> str:
+    """Console scripts sit next to this Python in a venv, or in lib/road_seg_ros of a colcon install."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here.parent)
+    found = shutil.which(name)
+    if found:
+        return str(Path(found).parent)
+    raise FileNotFoundError(f"cannot find the {name} executable; install the package (make venv or colcon build)")
+
+
+def run(args: argparse.Namespace) -> int:
+    model = str(resolve_model(args.model or None))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["ROS_DOMAIN_ID"] = os.environ.get("ROAD_SEG_DEMO_DOMAIN", str(random.randint(120, 200)))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+    # Imported here: rclpy reads the environment at import/init time.
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    from road_seg_ros.launch_plan import perception_plan
+
+    plan = perception_plan(model=model, with_sim=True,
+                           sim_parameters={"rate": args.rate, "width": args.width, "height": args.height},
+                           node_parameters={"device": args.device})
+    bin_dir = _find_executable("perception_node")
+    procs = []
+    for spec in plan:
+        log = open(out / f"{spec.name}.log", "wb")
+        procs.append(subprocess.Popen(spec.to_command(bin_dir), stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    print(f"demo: sim_sensors {args.width}x{args.height} @ {args.rate:g} Hz -> perception_node ({model}); "
+          f"{args.duration:g} s; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}", flush=True)
+
+    rclpy.init()
+    node = rclpy.create_node("road_seg_demo")
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE)
+    lock = threading.Lock()
+    gt: dict[int, np.ndarray] = {}
+    labels: dict[int, np.ndarray] = {}
+    overlays: dict[int, np.ndarray] = {}
+    diag: dict[str, str] = {}
+
+    def stamp(msg) -> int:
+        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+    def image(msg, channels: int) -> np.ndarray:
+        shape = (msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width)
+        return np.frombuffer(msg.data, np.uint8).reshape(shape).copy()
+
+    def keep(store: dict, channels: int, limit: int = 400):
+        def cb(msg) -> None:
+            with lock:
+                if len(store) < limit:
+                    store[stamp(msg)] = image(msg, channels)
+        return cb
+
+    def on_diag(msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("road_seg"):
+                with lock:
+                    diag.update({kv.key: kv.value for kv in status.values})
+
+    node.create_subscription(Image, GT_TOPIC, keep(gt, 1), qos)
+    node.create_subscription(Image, OUTPUTS["labels"], keep(labels, 1), qos)
+    node.create_subscription(Image, OUTPUTS["overlay"], keep(overlays, 3, limit=args.save), qos)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    deadline = time.monotonic() + args.duration
+    failed = None
+    try:
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                failed = f"a process exited early (code {dead[0].returncode}); see the logs in {out}"
+                break
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    if failed:
+        print(f"demo: {failed}", file=sys.stderr)
+        return 1
+
+    with lock:
+        matched = sorted(set(gt) & set(labels))
+        cm = ConfusionMatrix()
+        for s in matched:
+            cm.update(labels[s], gt[s])
+        for i, (s, ov) in enumerate(sorted(overlays.items())):
+            truth = colorize(gt[s]) if s in gt else np.zeros_like(ov)
+            cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(np.hstack([ov, truth]), cv2.COLOR_RGB2BGR))
+    metrics = cm.compute()
+    summary = {
+        "model": model,
+        "frames_published_by_node": int(diag.get("published", 0) or 0),
+        "frames_evaluated": len(matched),
+        "sim": {"width": args.width, "height": args.height, "rate_hz": args.rate, "duration_s": args.duration},
+        "latency_ms": {"p50": diag.get("latency_ms.p50"), "p99": diag.get("latency_ms.p99")},
+        "stage_ms_p50": {k.split(".")[1]: v for k, v in diag.items() if k.startswith("stage_ms.")},
+        "dropped_sets": diag.get("dropped_sets"),
+        "rejected_total": diag.get("rejected_total"),
+        "metrics": to_json(metrics),
+        "overlays": sorted(p.name for p in out.glob("overlay_*.png")),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    per = metrics["per_class"]
+    print(f"demo: {len(matched)} frames evaluated against {GT_TOPIC}; mIoU {metrics['miou']:.3f}; IoU drivable "
+          f"{per['drivable']['iou']:.3f}, positive obstacle {per['positive_obstacle']['iou']:.3f}, negative obstacle "
+          f"{per['negative_obstacle']['iou']:.3f}; latency p50 {summary['latency_ms']['p50']} ms, p99 "
+          f"{summary['latency_ms']['p99']} ms")
+    print(f"demo: overlays (left: prediction, right: ground truth) and summary.json in {out.resolve()}")
+    return 0 if matched else 1

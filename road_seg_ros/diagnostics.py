@@ -1,0 +1,62 @@
+"""NodeStats -> diagnostic_msgs/DiagnosticArray, published about once a second."""
+from __future__ import annotations
+
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from road_seg_core.telemetry import NodeStats
+
+
+def _kv(key: str, value: Any) -> KeyValue:
+    if isinstance(value, float):
+        value = f"{value:.2f}"
+    return KeyValue(key=key, value=str(value))
+
+
+def build_diagnostics(stats: NodeStats, node: Any, stamp) -> DiagnosticArray:
+    """One status named after the node: rates, drops, rejections, latency and what is running."""
+    status = DiagnosticStatus()
+    status.name = f"{node.get_name()}: perception"
+    status.hardware_id = f"{node.engine.backend}/{node.engine.device}"
+    values = []
+    with stats.lock:
+        for name, meter in sorted(stats.input_rates.items()):
+            values.append(_kv(f"input_rate_hz.{name}", meter.rate()))
+        out_rate = stats.output_rate.rate()
+        values += [
+            _kv("output_rate_hz", out_rate),
+            _kv("synchronised_sets", stats.synchronised),
+            _kv("dropped_sets", stats.dropped_sets),
+            _kv("failed_sets", stats.failed_sets),
+            _kv("published", stats.published),
+            _kv("latency_ms.p50", stats.latency_ms.percentile(50)),
+            _kv("latency_ms.p99", stats.latency_ms.percentile(99)),
+        ]
+        for name, window in sorted(stats.stage_ms.items()):
+            values.append(_kv(f"stage_ms.{name}.p50", window.percentile(50)))
+        rejected_total = sum(stats.rejected.values())
+        for (topic, reason), count in sorted(stats.rejected.items()):
+            values.append(_kv(f"rejected.{reason}.{topic}", count))
+        received_any = bool(stats.input_rates)
+    values += [
+        _kv("rejected_total", rejected_total),
+        _kv("model", node.model_path),
+        _kv("modalities", ",".join(node.engine.meta.modalities)),
+        _kv("backend", node.engine.backend),
+        _kv("device", node.engine.device),
+        _kv("sync", node.sync_impl),
+    ]
+    status.values = values
+    if not received_any:
+        status.level, status.message = DiagnosticStatus.WARN, "no input received yet"
+    elif out_rate == 0.0:
+        status.level, status.message = DiagnosticStatus.WARN, "inputs arrive but no output in the last seconds"
+    elif rejected_total:
+        status.level, status.message = DiagnosticStatus.OK, f"running; {rejected_total} input messages rejected"
+    else:
+        status.level, status.message = DiagnosticStatus.OK, "running"
+    array = DiagnosticArray()
+    array.header.stamp = stamp
+    array.status = [status]
+    return array

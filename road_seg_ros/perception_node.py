@@ -1,0 +1,324 @@
+"""perception_node: synchronised ZED stereo / depth / thermal in, drivable-area and obstacle masks out.
+
+A thin node over road_seg_core: subscriptions validate and decode each
+message, a synchroniser (message_filters when installed, road_seg_core's
+otherwise) groups them, the newest set goes to one worker thread that runs
+`SegmentationPipeline`, and the outputs are published with the left image's
+header. Nothing here knows about the network.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
+
+from road_seg_core.bundled import resolve_model
+from road_seg_core.checkpoint import CheckpointError
+from road_seg_core.engines import create_engine
+from road_seg_core.frames import SensorFrame, StereoIntrinsics
+from road_seg_core.handoff import LatestSlot
+from road_seg_core.image_codec import ImageFormatError, to_metres, to_rgb8
+from road_seg_core.pipeline import SegmentationPipeline
+from road_seg_core.sync import ApproximateTimeSynchronizer
+from road_seg_core.telemetry import NodeStats
+from road_seg_ros.config import NODE_NAME, PerceptionConfig
+from road_seg_ros.conversions import array_to_image, image_to_array, intrinsics_from_camera_info
+from road_seg_ros.diagnostics import build_diagnostics
+from road_seg_ros.inputs import InputPlan, InputRejected, StartupError, plan_inputs
+
+
+@dataclass
+class Received:
+    """A validated input message: its header (for synchronisation), decoded array and encoding."""
+
+    header: Header
+    array: np.ndarray
+    encoding: str
+    intrinsics: StereoIntrinsics | None = None  # DisparityImage carries its own f and T
+
+
+def stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def qos_profile(reliability: str, depth: int) -> QoSProfile:
+    rel = ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=rel)
+
+
+def make_feeder(n: int, cfg: PerceptionConfig, keys: tuple[str, ...],
+                callback: Callable[..., None]) -> tuple[Callable[[int, Received], None], str]:
+    """A function feeding input i into the synchroniser, and the synchroniser's name.
+
+    Uses message_filters' ApproximateTimeSynchronizer when it is installed and no per-input
+    offsets are configured (it has none); road_seg_core's synchroniser otherwise.
+    """
+    offsets = [float(getattr(cfg.sync.offsets, k)) for k in keys]
+    if not any(offsets):
+        try:
+            import message_filters  # type: ignore
+        except ImportError:
+            message_filters = None
+        if message_filters is not None:
+            filters = [message_filters.SimpleFilter() for _ in range(n)]
+            sync = message_filters.ApproximateTimeSynchronizer(filters, cfg.sync.queue_size, cfg.sync.slop)
+            sync.registerCallback(callback)
+            return (lambda i, item: filters[i].signalMessage(item)), "message_filters"
+    core = ApproximateTimeSynchronizer(n, cfg.sync.queue_size, cfg.sync.slop, offsets)
+
+    def feed(i: int, item: Received) -> None:
+        for matched in core.add(i, stamp_ns(item.header.stamp), item):
+            callback(*matched)
+
+    return feed, "road_seg_core"
+
+
+class PerceptionNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.cfg = self._read_parameters()
+        try:
+            model_path = resolve_model(self.cfg.model)
+            self.engine = create_engine(model_path, backend=self.cfg.backend, device=self.cfg.device)
+        except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
+            raise StartupError(f"cannot load model: {exc}") from exc
+        self.model_path = str(model_path)
+        self.plan: InputPlan = plan_inputs(tuple(self.engine.meta.modalities), self.cfg)
+        self.pipeline = SegmentationPipeline(self.engine, self.cfg.preprocess_config())
+        self.stats = NodeStats()
+        self._last_log: dict[tuple[str, str], float] = {}
+        self._camera_info: dict[str, CameraInfo] = {}
+
+        out_qos = qos_profile("reliable", 5)
+        self.pub_drivable = self.create_publisher(Image, "~/drivable_mask", out_qos)
+        self.pub_obstacle = self.create_publisher(Image, "~/obstacle_mask", out_qos)
+        self.pub_labels = self.create_publisher(Image, "~/labels", out_qos)
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        self._feed, self.sync_impl = make_feeder(len(self.plan.sync_inputs), self.cfg, self.plan.keys,
+                                                 self._on_synchronised)
+        self._subs = []
+        for index, inp in enumerate(self.plan.sync_inputs):
+            q = getattr(self.cfg.qos, inp.key)
+            msg_type = DisparityImage if inp.key == "disparity" else Image
+            self._subs.append(self.create_subscription(
+                msg_type, inp.topic, self._receiver(index, inp.key, inp.topic), qos_profile(q.reliability, q.depth)))
+        if self.plan.needs_camera_info:
+            info_qos = qos_profile("reliable", 1)
+            for key in ("left_info", "right_info"):
+                self._subs.append(self.create_subscription(
+                    CameraInfo, getattr(self.cfg.topics, key), lambda m, k=key: self._camera_info.__setitem__(k, m),
+                    info_qos))
+
+        self._slot = LatestSlot()
+        self._worker = threading.Thread(target=self._work, name="road_seg_inference", daemon=True)
+        self._worker.start()
+        self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics)
+        self.get_logger().info(
+            f"model {self.model_path} ({', '.join(self.engine.meta.modalities)}; input "
+            f"{self.engine.meta.input_size[1]}x{self.engine.meta.input_size[0]}) on {self.engine.backend}/"
+            f"{self.engine.device}; sync {self.sync_impl} over "
+            f"{', '.join(i.topic for i in self.plan.sync_inputs)}")
+
+    # -- parameters ---------------------------------------------------------------------------------------------
+    def _read_parameters(self) -> PerceptionConfig:
+        defaults = PerceptionConfig().flat()
+        for name, value in defaults.items():
+            self.declare_parameter(name, value)
+        values = {name: self.get_parameter(name).value for name in defaults}
+        try:
+            return PerceptionConfig.from_flat(values)
+        except ValueError as exc:
+            raise StartupError(f"invalid parameters: {exc}") from exc
+
+    # -- reception ----------------------------------------------------------------------------------------------
+    def _receiver(self, index: int, key: str, topic: str) -> Callable[[Any], None]:
+        def on_message(msg: Any) -> None:
+            self.stats.received(key)
+            try:
+                if key == "disparity":
+                    array = image_to_array(msg.image, self.cfg.use_cv_bridge)
+                    intr = _disparity_intrinsics(msg)
+                    item = Received(msg.header, array, msg.image.encoding, intr)
+                else:
+                    item = Received(msg.header, image_to_array(msg, self.cfg.use_cv_bridge), msg.encoding)
+                _check_encoding(topic, key, item.encoding)
+            except ImageFormatError as exc:
+                self._reject(topic, exc.reason, str(exc))
+                return
+            except InputRejected as exc:
+                self._reject(exc.topic, exc.reason, str(exc))
+                return
+            self._feed(index, item)
+
+        return on_message
+
+    def _on_synchronised(self, *items: Received) -> None:
+        with self.stats.lock:
+            self.stats.synchronised += 1
+            if self._slot.put(items):
+                self.stats.dropped_sets += 1
+
+    def _reject(self, topic: str, reason: str, detail: str) -> None:
+        count = self.stats.reject(topic, reason)
+        now = time.monotonic()
+        if now - self._last_log.get((topic, reason), -1e9) >= self.cfg.log_throttle:
+            self._last_log[(topic, reason)] = now
+            self.get_logger().warning(f"rejected message on {topic}: {reason}: {detail} ({count} so far)")
+
+    # -- inference ----------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            items = self._slot.take()
+            if items is None:
+                return
+            t_start = time.perf_counter()
+            try:
+                frame = self._frame(items)
+            except InputRejected as exc:
+                with self.stats.lock:
+                    self.stats.failed_sets += 1
+                self._reject(exc.topic, exc.reason, str(exc))
+                continue
+            except Exception as exc:  # a bad set must never stop the worker
+                with self.stats.lock:
+                    self.stats.failed_sets += 1
+                self._reject("sync", "conversion_error", repr(exc))
+                continue
+            t_conv = time.perf_counter()
+            try:
+                result = self.pipeline.run(frame, with_overlay=self.pub_overlay.get_subscription_count() > 0)
+            except Exception as exc:
+                with self.stats.lock:
+                    self.stats.failed_sets += 1
+                self._reject("model", "inference_error", repr(exc))
+                continue
+            t_pub = time.perf_counter()
+            self._publish(items[0].header, result.masks)
+            t_end = time.perf_counter()
+            for name, ms in result.timings_ms.items():
+                self.stats.stage(name, ms)
+            self.stats.stage("convert", (t_conv - t_start) * 1e3)
+            self.stats.stage("publish", (t_end - t_pub) * 1e3)
+
+    def _frame(self, items: tuple[Received, ...]) -> SensorFrame:
+        by_key = dict(zip(self.plan.keys, items))
+        left = by_key["left"]
+        rgb = to_rgb8(left.array, left.encoding)
+        frame = SensorFrame(rgb=rgb, stamp_ns=stamp_ns(left.header.stamp), frame_id=left.header.frame_id)
+        h, w = rgb.shape[:2]
+        if "right" in by_key:
+            right = by_key["right"]
+            _require_size(self.cfg.topics.right, right.array.shape[:2], (h, w), exact=True)
+            frame.right_rgb = to_rgb8(right.array, right.encoding)
+        if "depth" in by_key:
+            d = by_key["depth"]
+            _require_size(self.cfg.topics.depth, d.array.shape[:2], (h, w))
+            frame.depth = to_metres(d.array, d.encoding)
+        if "disparity" in by_key:
+            d = by_key["disparity"]
+            _require_size(self.cfg.topics.disparity, d.array.shape[:2], (h, w))
+            frame.disparity = np.asarray(d.array, np.float32)
+            frame.intrinsics = d.intrinsics.scaled(w, h) if d.intrinsics else None
+        if "thermal" in by_key:
+            frame.thermal = by_key["thermal"].array
+        if self.plan.needs_camera_info:
+            info = self._camera_info
+            if "left_info" not in info or "right_info" not in info:
+                raise InputRejected(self.cfg.topics.left_info, "missing_camera_info",
+                                    "no camera_info received yet on topics.left_info / topics.right_info; "
+                                    "needed to convert between depth and disparity")
+            frame.intrinsics = intrinsics_from_camera_info(info["left_info"], info["right_info"]).scaled(w, h)
+        return frame
+
+    def _publish(self, header: Header, masks) -> None:
+        self.pub_drivable.publish(array_to_image(masks.drivable, "mono8", header))
+        self.pub_obstacle.publish(array_to_image(masks.obstacle, "mono8", header))
+        self.pub_labels.publish(array_to_image(masks.labels, "mono8", header))
+        if masks.overlay is not None:
+            self.pub_overlay.publish(array_to_image(masks.overlay, "rgb8", header))
+        now_ns = self.get_clock().now().nanoseconds
+        with self.stats.lock:
+            self.stats.published += 1
+            self.stats.output_rate.tick()
+            self.stats.latency_ms.add((now_ns - stamp_ns(header.stamp)) / 1e6)
+
+    # -- diagnostics --------------------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        msg = build_diagnostics(self.stats, self, self.get_clock().now().to_msg())
+        self.pub_diag.publish(msg)
+
+    def destroy_node(self) -> None:
+        self._slot.close()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def _disparity_intrinsics(msg: DisparityImage) -> StereoIntrinsics | None:
+    if msg.f <= 0 or msg.t <= 0:
+        return None
+    w, h = int(msg.image.width), int(msg.image.height)
+    return StereoIntrinsics(fx=float(msg.f), fy=float(msg.f), cx=w / 2.0, cy=h / 2.0, baseline_m=float(msg.t),
+                            width=w, height=h)
+
+
+_ALLOWED_ENCODINGS = {
+    "left": ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3", "8UC4"),
+    "right": ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3", "8UC4"),
+    "depth": ("32FC1", "16UC1", "mono16"),
+    "disparity": ("32FC1",),
+    "thermal": ("mono16", "16UC1", "mono8", "8UC1"),
+}
+
+
+def _check_encoding(topic: str, key: str, encoding: str) -> None:
+    """A decodable image must also suit the input it arrives on (no colour image as depth)."""
+    allowed = _ALLOWED_ENCODINGS[key]
+    if encoding not in allowed:
+        raise InputRejected(topic, "unsupported_encoding",
+                            f"encoding {encoding!r} is not usable as {key} input (expected one of {', '.join(allowed)})")
+
+
+def _require_size(topic: str, size: tuple[int, int], left: tuple[int, int], exact: bool = False) -> None:
+    """Images must register onto the left image: same size (stereo pair) or the same aspect ratio (depth)."""
+    ok = size == left if exact else abs(size[1] / size[0] - left[1] / left[0]) < 0.01 * left[1] / left[0]
+    if not ok:
+        raise InputRejected(topic, "unregistrable_size", f"{size[1]}x{size[0]} cannot be registered to the left "
+                                                         f"image {left[1]}x{left[0]}")
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = PerceptionNode()
+    except StartupError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

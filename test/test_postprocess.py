@@ -1,0 +1,43 @@
+import numpy as np
+
+from road_seg_core import labels as L
+from road_seg_core.postprocess import colorize, make_masks, overlay, upsample_labels
+
+
+def _labels() -> np.ndarray:
+    lab = np.zeros((4, 6), np.uint8)
+    lab[2:, :] = L.DRIVABLE
+    lab[3, 0] = L.POSITIVE_OBSTACLE
+    lab[3, 5] = L.NEGATIVE_OBSTACLE
+    return lab
+
+
+def test_masks_at_left_resolution():
+    rgb = np.full((8, 12, 3), 100, np.uint8)
+    m = make_masks(_labels(), rgb, (8, 12), with_overlay=True)
+    assert m.labels.shape == m.drivable.shape == m.obstacle.shape == (8, 12)
+    assert m.overlay.shape == (8, 12, 3) and m.overlay.dtype == np.uint8
+    np.testing.assert_array_equal(m.drivable, np.where(m.labels == L.DRIVABLE, 255, 0))
+    np.testing.assert_array_equal(m.obstacle, np.where(np.isin(m.labels, L.OBSTACLE_CLASSES), 255, 0))
+    # nearest upsampling keeps ids: each source pixel becomes a 2x2 block
+    np.testing.assert_array_equal(m.labels, np.kron(_labels(), np.ones((2, 2), np.uint8)))
+
+
+def test_no_overlay_unless_asked():
+    m = make_masks(_labels(), np.zeros((4, 6, 3), np.uint8), (4, 6))
+    assert m.overlay is None
+
+
+def test_overlay_keeps_background_and_tints_classes():
+    rgb = np.full((4, 6, 3), 100, np.uint8)
+    lab = _labels()
+    ov = overlay(rgb, lab, alpha=0.5)
+    np.testing.assert_array_equal(ov[lab == L.BACKGROUND], rgb[lab == L.BACKGROUND])
+    expected = ((100 + L.CLASS_COLORS[L.DRIVABLE].astype(int)) / 2).round()
+    assert np.abs(ov[2, 2].astype(int) - expected).max() <= 1
+
+
+def test_colorize_and_upsample():
+    lab = _labels()
+    np.testing.assert_array_equal(colorize(lab)[3, 0], L.CLASS_COLORS[L.POSITIVE_OBSTACLE])
+    assert upsample_labels(lab, (4, 6)) is not None and upsample_labels(lab, (4, 6)).shape == (4, 6)

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from road_seg_core.depth import SgbmConfig
+from road_seg_core.frames import SensorFrame, StereoIntrinsics
+from road_seg_core.preprocess import MissingInputError, PreprocessConfig, Preprocessor
+from road_seg_core.thermal import ThermalConfig
+
+H, W = 64, 96
+INTR = StereoIntrinsics(fx=200.0, fy=200.0, cx=96.0, cy=64.0, baseline_m=0.12, width=192, height=128)
+
+
+def _frame(**kw) -> SensorFrame:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (128, 192, 3), dtype=np.uint8)
+    return SensorFrame(rgb=rgb, intrinsics=INTR, **kw)
+
+
+def test_shapes_dtypes_and_missing_sensors_are_zeros():
+    pre = Preprocessor(("rgb", "depth", "thermal"), (H, W))
+    out = pre(_frame())
+    assert out["rgb"].shape == (1, 3, H, W) and out["rgb"].dtype == np.uint8
+    for name in ("depth", "thermal"):
+        assert out[name].shape == (1, 1, H, W) and out[name].dtype == np.float32
+        assert not out[name].any()
+        assert pre.last_valid_fraction[name] == 0.0
+
+
+def test_invalid_depth_becomes_zero_and_valid_depth_is_kept():
+    depth = np.full((128, 192), 10.0, np.float32)
+    depth[:10] = np.nan
+    depth[10:20] = np.inf
+    depth[20:30] = 0.0
+    depth[30:40] = 100.0  # beyond max_depth
+    out = Preprocessor(("rgb", "depth"), (H, W), PreprocessConfig(max_depth_m=40.0))(_frame(depth=depth))["depth"][0, 0]
+    assert np.isfinite(out).all()
+    assert (out[:20] == 0).all()  # rows 0..39 of 128 -> 0..19 of 64
+    np.testing.assert_allclose(out[21:], 10.0)
+
+
+def test_depth_to_disparity_uses_scaled_intrinsics():
+    depth = np.full((128, 192), 4.0, np.float32)
+    out = Preprocessor(("rgb", "disparity"), (H, W))(_frame(depth=depth))["disparity"][0, 0]
+    # fx at input width = 200 * 96/192 = 100; d = 100 * 0.12 / 4 = 3 px
+    np.testing.assert_allclose(out, 3.0, rtol=1e-5)
+
+
+def test_disparity_topic_is_rescaled_to_input_width():
+    disp = np.full((128, 192), 8.0, np.float32)
+    cfg = PreprocessConfig(depth_source="disparity")
+    out = Preprocessor(("rgb", "disparity"), (H, W), cfg)(_frame(disparity=disp))
+    np.testing.assert_allclose(out["disparity"][0, 0], 4.0)
+    depth = Preprocessor(("rgb", "depth"), (H, W), cfg)(_frame(disparity=disp))["depth"][0, 0]
+    np.testing.assert_allclose(depth, 100 * 0.12 / 4.0, rtol=1e-5)
+
+
+def test_stereo_source_runs_sgbm_on_the_pair():
+    rng = np.random.default_rng(1)
+    texture = rng.integers(0, 255, (128, 200), dtype=np.uint8)
+    left = np.repeat(texture[:, 0:192][..., None], 3, axis=2)
+    right = np.repeat(texture[:, 8:200][..., None], 3, axis=2)  # constant 8 px disparity at full res
+    cfg = PreprocessConfig(depth_source="stereo", sgbm=SgbmConfig(num_disparities=16, block_size=5))
+    frame = SensorFrame(rgb=np.ascontiguousarray(left), right_rgb=np.ascontiguousarray(right), intrinsics=INTR)
+    out = Preprocessor(("rgb", "disparity"), (H, W), cfg)(frame)["disparity"][0, 0]
+    valid = out > 0
+    assert valid.mean() > 0.5
+    assert abs(np.median(out[valid]) - 4.0) < 0.5  # 8 px at 192 wide -> 4 px at 96 wide
+
+
+def test_depth_disparity_conversion_without_intrinsics_is_a_clear_error():
+    frame = SensorFrame(rgb=np.zeros((128, 192, 3), np.uint8), depth=np.ones((128, 192), np.float32))
+    with pytest.raises(MissingInputError, match="intrinsics"):
+        Preprocessor(("rgb", "disparity"), (H, W))(frame)
+
+
+def test_thermal_is_warped_by_the_homography():
+    thermal = np.full((64, 96), 8000, np.uint16)  # half the left resolution
+    thermal[:, 48:] = 9000
+    cfg = PreprocessConfig(thermal=ThermalConfig(mode="fixed", fixed_range=(7000.0, 9000.0),
+                                                 homography=((2.0, 0, 0), (0, 2.0, 0), (0, 0, 1.0))))
+    out = Preprocessor(("rgb", "thermal"), (H, W), cfg)(_frame(thermal=thermal))["thermal"][0, 0]
+    assert (out[:, 2:46] > 0).all() and (out[:, 2:46] < out[:, 50:94].min()).all()
+    cfg_shift = PreprocessConfig(thermal=ThermalConfig(mode="fixed", fixed_range=(7000.0, 9000.0),
+                                                       homography=((2.0, 0, 96), (0, 2.0, 0), (0, 0, 1.0))))
+    shifted = Preprocessor(("rgb", "thermal"), (H, W), cfg_shift)(_frame(thermal=thermal))["thermal"][0, 0]
+    assert (shifted[:, :47] == 0).all()  # the thermal view now starts at half the left width
+
+
+def test_bad_depth_source_is_refused():
+    with pytest.raises(ValueError, match="depth_source"):
+        PreprocessConfig(depth_source="lidar")
