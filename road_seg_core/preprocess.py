@@ -15,7 +15,7 @@ import numpy as np
 
 from road_seg_core import depth as depth_ops
 from road_seg_core.frames import SensorFrame
-from road_seg_core.thermal import ThermalConfig, normalize_thermal, warp_to_left
+from road_seg_core.thermal import ThermalConfig, normalize_thermal, resize_homography, warp_to_left
 
 #: Where the model's depth-like input comes from on the car.
 DEPTH_SOURCES = ("depth", "disparity", "stereo")
@@ -57,6 +57,8 @@ class Preprocessor:
         self.config = config or PreprocessConfig()
         h, w = self.input_size
         self._zeros = np.zeros((1, 1, h, w), np.float32)
+        # The SGBM search range is set for a 1280-wide ZED; scale it to the width SGBM actually runs at.
+        self._sgbm = self.config.sgbm.for_width(w)
         #: Fraction of valid pixels per modality in the last frame (for diagnostics).
         self.last_valid_fraction: dict[str, float] = {}
 
@@ -119,10 +121,8 @@ class Preprocessor:
             return None
         t01 = normalize_thermal(frame.thermal, self.config.thermal)
         # One warp does both jobs: thermal -> left image (configured homography), then left -> input size.
-        h, w = self.input_size
-        left_h, left_w = frame.size
-        to_input = np.diag([w / left_w, h / left_h, 1.0]) @ np.asarray(self.config.thermal.homography, np.float64)
-        return warp_to_left(t01, to_input, (h, w))
+        to_input = resize_homography(frame.size, self.input_size) @ self.config.thermal.homography_matrix
+        return warp_to_left(t01, to_input, self.input_size)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _disparity_at_input(self, frame: SensorFrame) -> np.ndarray | None:
@@ -136,7 +136,7 @@ class Preprocessor:
         # SGBM at the model's resolution: disparities come out in input-width pixels, and it is ~20x cheaper than 720p.
         left = cv2.resize(frame.rgb, (w, h), interpolation=cv2.INTER_AREA)
         right = cv2.resize(frame.right_rgb, (w, h), interpolation=cv2.INTER_AREA)
-        return depth_ops.stereo_disparity(left, right, self.config.sgbm)
+        return depth_ops.stereo_disparity(left, right, self._sgbm)
 
     def _resize_nearest(self, image: np.ndarray) -> np.ndarray:
         h, w = self.input_size
