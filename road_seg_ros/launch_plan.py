@@ -39,6 +39,8 @@ def _param_literal(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_param_literal(v) for v in value) + "]"
+    if isinstance(value, str) and value == "":
+        return "''"  # the value is parsed as YAML: an empty string must be spelled out
     return str(value)
 
 

@@ -1,0 +1,89 @@
+"""PyTorch backend: the reference engine, and the one that runs wherever torch does.
+
+On CUDA it uses fp16 autocast and channels_last (what tensor cores want); on
+CPU it runs fp32. Everything runs under `torch.inference_mode`, and the argmax
+for label maps is taken on the device so only H*W bytes come back per frame.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from road_seg_core.engines.base import EngineError, InferenceEngine, ModelMeta
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Parse and check a device string ("cpu", "cuda", "cuda:1"), failing clearly when CUDA is not there."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise EngineError(f"invalid torch device {device!r}: {exc}") from exc
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type != "cuda":
+        raise EngineError(f"torch engine supports cpu and cuda devices, got {device!r}")
+    if not torch.cuda.is_available():
+        built = torch.version.cuda or "no CUDA"
+        raise EngineError(f"device {device!r} requested but CUDA is not available "
+                          f"(torch {torch.__version__} built with {built}; check the driver and "
+                          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')})")
+    count = torch.cuda.device_count()
+    if resolved.index is not None and resolved.index >= count:
+        raise EngineError(f"device {device!r} requested but only {count} CUDA device(s) are visible")
+    return resolved
+
+
+class TorchEngine(InferenceEngine):
+    """Runs a `FusionSegNet` (or any module taking ``{modality: tensor}``) with numpy I/O.
+
+    `fp16=None` means fp16 autocast on CUDA and fp32 on CPU; asking for fp16 on
+    CPU is an error rather than a silent fallback, so a config that says fp16
+    really gets it.
+    """
+
+    backend = "torch"
+    accepts_uint8 = True
+
+    def __init__(self, model: nn.Module, meta: ModelMeta, device: str | torch.device = "cpu",
+                 fp16: bool | None = None) -> None:
+        torch_device = resolve_device(device)
+        on_cuda = torch_device.type == "cuda"
+        use_fp16 = on_cuda if fp16 is None else bool(fp16)
+        if use_fp16 and not on_cuda:
+            raise EngineError("fp16 inference needs a CUDA device; use fp16=False (or None) on cpu")
+        super().__init__(meta, str(torch_device), "fp16" if use_fp16 else "fp32")
+        self.torch_device = torch_device
+        self.fp16 = use_fp16
+        self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+        self.model = model.to(torch_device, memory_format=self.memory_format).eval()
+
+    def _forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._logits(inputs).cpu().numpy()
+
+    def infer_labels(self, inputs) -> np.ndarray:
+        logits = self._logits(self.prepare_inputs(inputs))
+        return logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
+
+    def _logits(self, inputs: dict[str, np.ndarray]) -> Tensor:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+            tensors = {name: self._to_device(array) for name, array in inputs.items()}
+            return self.model(tensors).float()
+
+    def _to_device(self, array: np.ndarray) -> Tensor:
+        if not array.flags.writeable:  # torch.from_numpy warns on read-only buffers (e.g. from ROS messages)
+            array = array.copy()
+        tensor = torch.from_numpy(array).to(self.torch_device, non_blocking=True)
+        return tensor.contiguous(memory_format=self.memory_format)
+
+
+def create_torch_engine(checkpoint_path: str | os.PathLike, device: str = "cpu",
+                        fp16: bool | None = None) -> TorchEngine:
+    """Load a road_seg checkpoint into a `TorchEngine` (the "torch" entry of the backend registry)."""
+    from road_seg_core.checkpoint import load_model
+
+    torch_device = resolve_device(device)  # fail on a missing GPU before reading a large file
+    model, checkpoint = load_model(checkpoint_path, device="cpu")
+    return TorchEngine(model, ModelMeta.from_config(checkpoint.config), torch_device, fp16=fp16)
