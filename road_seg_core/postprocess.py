@@ -59,10 +59,16 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     return cv2.LUT(cv2.merge((labels, labels, labels)), _COLOR_LUT)
 
 
-def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend class colours over the colour image; background pixels are left as they were."""
-    blended = cv2.addWeighted(rgb, 1.0 - alpha, colorize(labels), alpha, 0.0)
-    np.copyto(blended, rgb, where=(labels == L.BACKGROUND)[..., None])
+def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5, colours: np.ndarray | None = None) -> np.ndarray:
+    """Blend class colours over the colour image; background pixels are left as they were.
+
+    `colours` is ``colorize(labels)`` when the caller already has it (make_masks builds it at model
+    resolution, 1/20 of the look-ups at 720p).
+    """
+    colours = colorize(labels) if colours is None else colours
+    blended = cv2.addWeighted(rgb, 1.0 - alpha, colours, alpha, 0.0)
+    # A uint8 mask through cv2.copyTo: ~10x faster at 720p than np.copyto(where=) with a broadcast bool mask.
+    cv2.copyTo(rgb, (labels == L.BACKGROUND).view(np.uint8), blended)
     return blended
 
 
@@ -70,5 +76,9 @@ def make_masks(labels_small: np.ndarray, rgb: np.ndarray | None, size: tuple[int
                with_overlay: bool = False) -> Masks:
     """Everything the node publishes, from the model's label image at input size."""
     labels = upsample_labels(labels_small, size)
-    ov = overlay(rgb, labels) if with_overlay and rgb is not None else None
+    ov = None
+    if with_overlay and rgb is not None:
+        # Nearest upsampling commutes with the colour look-up, so colour the small label image.
+        ov = overlay(rgb, labels, colours=upsample_labels(colorize(np.ascontiguousarray(labels_small, np.uint8)),
+                                                          size))
     return Masks(labels=labels, drivable=drivable_mask(labels), obstacle=obstacle_mask(labels), overlay=ov)

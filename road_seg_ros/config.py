@@ -80,6 +80,9 @@ class PerceptionConfig:
     model: str = ""  # checkpoint (.pt) path; empty = the bundled demo model
     backend: str = "torch"  # torch | onnxruntime | tensorrt
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = ""  # "" = the backend's default (fp16 on CUDA); fp32 | fp16 | int8 (tensorrt)
+    threads: int = 0  # CPU inference threads (torch, onnxruntime); 0 = the library's default
+    build_only: bool = False  # build/cache the engine (e.g. TensorRT) and exit: prebuild on the car
     depth_source: str = "depth"  # depth | disparity | stereo
     min_depth: float = 0.3
     max_depth: float = 40.0
@@ -98,6 +101,17 @@ class PerceptionConfig:
                                 homography=[list(map(float, t.homography[i:i + 3])) for i in (0, 3, 6)])
         return PreprocessConfig(depth_source=self.depth_source, min_depth_m=self.min_depth,
                                 max_depth_m=self.max_depth, thermal=thermal)
+
+    def engine_options(self) -> dict[str, Any]:
+        """Backend-specific keyword arguments for road_seg_core.engines.create_engine."""
+        options: dict[str, Any] = {}
+        if self.threads > 0 and self.backend in ("torch", "onnxruntime"):
+            options["threads"] = self.threads
+        if self.precision and self.backend == "tensorrt":
+            options["precision"] = self.precision
+        elif self.precision and self.backend == "torch":
+            options["fp16"] = self.precision == "fp16"
+        return options
 
     def flat(self) -> dict[str, Any]:
         """{"topics.left": ..., ...}: the ROS parameter names and their values."""
@@ -128,6 +142,10 @@ class PerceptionConfig:
 
 def validate(cfg: PerceptionConfig) -> None:
     cfg.preprocess_config()  # raises on bad depth source / ranges
+    if cfg.precision not in ("", "fp32", "fp16", "int8"):
+        raise ValueError(f"precision must be empty, fp32, fp16 or int8, got {cfg.precision!r}")
+    if cfg.precision == "int8" and cfg.backend != "tensorrt":
+        raise ValueError("precision int8 needs backend tensorrt")
     for name in ("left", "right", "depth", "disparity", "thermal"):
         q = getattr(cfg.qos, name)
         if q.reliability not in ("reliable", "best_effort"):

@@ -32,9 +32,8 @@ def image_to_array(msg: Image, use_cv_bridge: bool = True) -> np.ndarray:
     if use_cv_bridge and _BRIDGE is not None:
         try:
             return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough")
-        except (CvBridgeError, TypeError, ValueError) as exc:
-            # Fall through to our decoder, whose error names the reason precisely.
-            del exc
+        except (CvBridgeError, TypeError, ValueError):
+            pass  # fall through to our decoder, whose error names the reason precisely
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 

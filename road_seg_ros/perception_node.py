@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -27,26 +26,25 @@ from stereo_msgs.msg import DisparityImage
 from road_seg_core.bundled import resolve_model
 from road_seg_core.checkpoint import CheckpointError
 from road_seg_core.engines import create_engine
-from road_seg_core.frames import SensorFrame, StereoIntrinsics
+from road_seg_core.frames import SensorFrame
 from road_seg_core.handoff import LatestSlot
-from road_seg_core.image_codec import ImageFormatError, to_metres, to_rgb8
+from road_seg_core.image_codec import ImageFormatError
 from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_core.sync import ApproximateTimeSynchronizer
 from road_seg_core.telemetry import NodeStats
 from road_seg_ros.config import NODE_NAME, PerceptionConfig
 from road_seg_ros.conversions import array_to_image, image_to_array, intrinsics_from_camera_info
 from road_seg_ros.diagnostics import build_diagnostics
+from road_seg_ros.frame_assembly import DecodedInput, assemble_frame, check_encoding, disparity_intrinsics
 from road_seg_ros.inputs import InputPlan, InputRejected, StartupError, plan_inputs
 
 
 @dataclass
 class Received:
-    """A validated input message: its header (for synchronisation), decoded array and encoding."""
+    """A validated input message: its header (what synchronisers read) and its decoded pixels."""
 
     header: Header
-    array: np.ndarray
-    encoding: str
-    intrinsics: StereoIntrinsics | None = None  # DisparityImage carries its own f and T
+    decoded: DecodedInput
 
 
 def stamp_ns(stamp) -> int:
@@ -91,7 +89,8 @@ class PerceptionNode(Node):
         self.cfg = self._read_parameters()
         try:
             model_path = resolve_model(self.cfg.model)
-            self.engine = create_engine(model_path, backend=self.cfg.backend, device=self.cfg.device)
+            self.engine = create_engine(model_path, backend=self.cfg.backend, device=self.cfg.device,
+                                        **self.cfg.engine_options())
         except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot load model: {exc}") from exc
         self.model_path = str(model_path)
@@ -149,18 +148,15 @@ class PerceptionNode(Node):
         def on_message(msg: Any) -> None:
             self.stats.received(key)
             try:
+                image = msg.image if key == "disparity" else msg
+                pixels = image_to_array(image, self.cfg.use_cv_bridge)  # unknown encodings, bad sizes
+                check_encoding(key, image.encoding, topic)  # known encodings that cannot serve this input
+                decoded = DecodedInput(stamp_ns(msg.header.stamp), msg.header.frame_id, image.encoding, pixels)
                 if key == "disparity":
-                    array = image_to_array(msg.image, self.cfg.use_cv_bridge)
-                    intr = _disparity_intrinsics(msg)
-                    item = Received(msg.header, array, msg.image.encoding, intr)
-                else:
-                    item = Received(msg.header, image_to_array(msg, self.cfg.use_cv_bridge), msg.encoding)
-                _check_encoding(topic, key, item.encoding)
-            except ImageFormatError as exc:
-                self._reject(topic, exc.reason, str(exc))
-                return
-            except InputRejected as exc:
-                self._reject(exc.topic, exc.reason, str(exc))
+                    decoded.intrinsics = disparity_intrinsics(msg.f, msg.t, image.width, image.height)
+                item = Received(msg.header, decoded)
+            except (ImageFormatError, InputRejected) as exc:
+                self._reject(topic if isinstance(exc, ImageFormatError) else exc.topic, exc.reason, str(exc))
                 return
             self._feed(index, item)
 
@@ -188,10 +184,10 @@ class PerceptionNode(Node):
             t_start = time.perf_counter()
             try:
                 frame = self._frame(items)
-            except InputRejected as exc:
+            except (InputRejected, ImageFormatError) as exc:
                 with self.stats.lock:
                     self.stats.failed_sets += 1
-                self._reject(exc.topic, exc.reason, str(exc))
+                self._reject(getattr(exc, "topic", self.cfg.topics.left), exc.reason, str(exc))
                 continue
             except Exception as exc:  # a bad set must never stop the worker
                 with self.stats.lock:
@@ -215,34 +211,13 @@ class PerceptionNode(Node):
             self.stats.stage("publish", (t_end - t_pub) * 1e3)
 
     def _frame(self, items: tuple[Received, ...]) -> SensorFrame:
-        by_key = dict(zip(self.plan.keys, items))
-        left = by_key["left"]
-        rgb = to_rgb8(left.array, left.encoding)
-        frame = SensorFrame(rgb=rgb, stamp_ns=stamp_ns(left.header.stamp), frame_id=left.header.frame_id)
-        h, w = rgb.shape[:2]
-        if "right" in by_key:
-            right = by_key["right"]
-            _require_size(self.cfg.topics.right, right.array.shape[:2], (h, w), exact=True)
-            frame.right_rgb = to_rgb8(right.array, right.encoding)
-        if "depth" in by_key:
-            d = by_key["depth"]
-            _require_size(self.cfg.topics.depth, d.array.shape[:2], (h, w))
-            frame.depth = to_metres(d.array, d.encoding)
-        if "disparity" in by_key:
-            d = by_key["disparity"]
-            _require_size(self.cfg.topics.disparity, d.array.shape[:2], (h, w))
-            frame.disparity = np.asarray(d.array, np.float32)
-            frame.intrinsics = d.intrinsics.scaled(w, h) if d.intrinsics else None
-        if "thermal" in by_key:
-            frame.thermal = by_key["thermal"].array
-        if self.plan.needs_camera_info:
-            info = self._camera_info
-            if "left_info" not in info or "right_info" not in info:
-                raise InputRejected(self.cfg.topics.left_info, "missing_camera_info",
-                                    "no camera_info received yet on topics.left_info / topics.right_info; "
-                                    "needed to convert between depth and disparity")
-            frame.intrinsics = intrinsics_from_camera_info(info["left_info"], info["right_info"]).scaled(w, h)
-        return frame
+        info = self._camera_info
+        intrinsics = None
+        if "left_info" in info and "right_info" in info:
+            intrinsics = intrinsics_from_camera_info(info["left_info"], info["right_info"])
+        topics = {**{i.key: i.topic for i in self.plan.sync_inputs}, "left_info": self.cfg.topics.left_info}
+        return assemble_frame({key: item.decoded for key, item in zip(self.plan.keys, items)}, topics,
+                              intrinsics, self.plan.needs_camera_info)
 
     def _publish(self, header: Header, masks) -> None:
         self.pub_drivable.publish(array_to_image(masks.drivable, "mono8", header))
@@ -267,39 +242,6 @@ class PerceptionNode(Node):
         super().destroy_node()
 
 
-def _disparity_intrinsics(msg: DisparityImage) -> StereoIntrinsics | None:
-    if msg.f <= 0 or msg.t <= 0:
-        return None
-    w, h = int(msg.image.width), int(msg.image.height)
-    return StereoIntrinsics(fx=float(msg.f), fy=float(msg.f), cx=w / 2.0, cy=h / 2.0, baseline_m=float(msg.t),
-                            width=w, height=h)
-
-
-_ALLOWED_ENCODINGS = {
-    "left": ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3", "8UC4"),
-    "right": ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3", "8UC4"),
-    "depth": ("32FC1", "16UC1", "mono16"),
-    "disparity": ("32FC1",),
-    "thermal": ("mono16", "16UC1", "mono8", "8UC1"),
-}
-
-
-def _check_encoding(topic: str, key: str, encoding: str) -> None:
-    """A decodable image must also suit the input it arrives on (no colour image as depth)."""
-    allowed = _ALLOWED_ENCODINGS[key]
-    if encoding not in allowed:
-        raise InputRejected(topic, "unsupported_encoding",
-                            f"encoding {encoding!r} is not usable as {key} input (expected one of {', '.join(allowed)})")
-
-
-def _require_size(topic: str, size: tuple[int, int], left: tuple[int, int], exact: bool = False) -> None:
-    """Images must register onto the left image: same size (stereo pair) or the same aspect ratio (depth)."""
-    ok = size == left if exact else abs(size[1] / size[0] - left[1] / left[0]) < 0.01 * left[1] / left[0]
-    if not ok:
-        raise InputRejected(topic, "unregistrable_size", f"{size[1]}x{size[0]} cannot be registered to the left "
-                                                         f"image {left[1]}x{left[0]}")
-
-
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
@@ -308,6 +250,13 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
         rclpy.try_shutdown()
         return 2
+    if node.cfg.build_only:
+        # create_engine has exported/built and cached what this backend needs: the car can prebuild and exit.
+        node.engine.warmup(1)
+        node.get_logger().info(f"build_only: {node.engine.backend} engine for {node.model_path} is ready; exiting")
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 0
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

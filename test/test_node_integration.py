@@ -36,7 +36,7 @@ def _diag_values(collector: Collector) -> dict[str, str]:
 
 def test_masks_follow_left_images(ros_domain, bin_dir, tiny_checkpoint, tmp_path):
     plan = perception_plan(model=str(tiny_checkpoint), with_sim=True, sim_parameters=SIM,
-                           node_parameters={"device": "cpu"})
+                           node_parameters={"device": "cpu", "threads": 1})
     topics = {LEFT: Image, "/sim/labels": Image, "/diagnostics": DiagnosticArray, **{t: Image for t in OUT.values()}}
     collector = Collector(ros_domain, topics)
     try:
@@ -65,7 +65,7 @@ def test_masks_follow_left_images(ros_domain, bin_dir, tiny_checkpoint, tmp_path
         # 10 Hz with a small model on this CPU: the worker keeps up, nothing is superseded, nothing rejected.
         assert int(diag["dropped_sets"]) == 0, diag
         assert int(diag["rejected_total"]) == 0, diag
-        assert int(diag["synchronised_sets"]) >= 15
+        assert int(diag["synchronised_sets"]) >= 10  # diagnostics come once a second: a snapshot
         assert diag["sync"] in ("road_seg_core", "message_filters")
         assert float(diag["output_rate_hz"]) > 5.0, diag
     finally:
@@ -87,7 +87,7 @@ def _bad_images() -> list[tuple[str, Image]]:
 
 def test_bad_input_is_rejected_and_masks_keep_flowing(ros_domain, bin_dir, tiny_checkpoint, tmp_path):
     plan = perception_plan(model=str(tiny_checkpoint), with_sim=True, sim_parameters=SIM,
-                           node_parameters={"device": "cpu", "log_throttle": 0.0})
+                           node_parameters={"device": "cpu", "threads": 1, "log_throttle": 0.0})
     collector = Collector(ros_domain, {OUT["drivable"]: Image, "/diagnostics": DiagnosticArray})
     bad_pub = collector.node.create_publisher(Image, LEFT, RELIABLE)
     try:
@@ -140,3 +140,11 @@ def test_unservable_modalities_stop_startup(ros_domain, bin_dir, tiny_checkpoint
     result = _run_node(bin_dir, str(tiny_checkpoint), {"topics.thermal": ""})
     assert result.returncode != 0
     assert "topics.thermal is empty" in result.stdout + result.stderr
+
+
+def test_build_only_prepares_the_engine_and_exits(ros_domain, bin_dir, tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROAD_SEG_CACHE_DIR", str(tmp_path / "cache"))
+    result = _run_node(bin_dir, str(tiny_checkpoint), {"backend": "onnxruntime", "build_only": True})
+    assert result.returncode == 0, result.stderr
+    assert "build_only" in result.stdout + result.stderr
+    assert list((tmp_path / "cache").rglob("*.onnx")), "the ONNX export was not cached"

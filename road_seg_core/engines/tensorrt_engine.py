@@ -1,0 +1,463 @@
+"""TensorRT backend: an engine built from the exported ONNX, cached on disk, run with torch CUDA tensors for I/O.
+
+Building an engine takes seconds to minutes, so it happens once: the serialized
+engine is cached under a key made of the ONNX file's hash, the TensorRT version,
+the GPU model and compute capability, the precision and the batch profile. Any
+change to one of them is a different file name, so a stale engine (other
+weights, other TensorRT, other GPU) is never loaded; a JSON sidecar next to
+each engine records the key and the model metadata, which also lets a bare
+``.engine`` file be loaded and checked. `road-seg export --format engine` and
+the node's `build_only` mode fill the cache ahead of time on the car.
+
+Precision: TensorRT 8.6/10 builds fp16/int8 from the fp32 ONNX with builder
+flags (int8 calibrated with an entropy calibrator on preprocessed frames).
+TensorRT 11 removed those flags in favour of strongly typed networks; there the
+ONNX is first converted with NVIDIA ModelOpt (fp16 AutoCast, or int8 Q/DQ
+quantization calibrated on the same frames).
+
+`tensorrt` and CUDA are imported lazily: this module imports on any machine and
+fails with one clear `EngineError` only when an engine is actually requested.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from road_seg_core.engines.base import EngineError, InferenceEngine, ModelMeta
+from road_seg_core.export import (
+    OUTPUT_NAME,
+    ExportError,
+    OnnxInfo,
+    atomic_write_bytes,
+    cache_dir,
+    cached_onnx,
+    read_onnx_info,
+    sha256_file,
+)
+from road_seg_core.models.config import MODALITY_CHANNELS, ModelConfig
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_WORKSPACE_BYTES = 2 << 30
+SIDECAR_FORMAT = "road_seg_tensorrt_engine"
+
+
+# -- environment ----------------------------------------------------------------------------------------------------
+def _import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise EngineError("the tensorrt backend needs NVIDIA TensorRT's Python package (pip install tensorrt, or "
+                          "the JetPack/TensorRT install's python3-libnvinfer) on a machine with a CUDA GPU; "
+                          f"import failed: {exc}") from exc
+    return tensorrt
+
+
+def require_tensorrt(device: str = "cuda") -> tuple[Any, Any, Any]:
+    """(tensorrt, torch, torch.device) once both TensorRT and a CUDA device are usable; EngineError otherwise."""
+    trt = _import_tensorrt()
+    try:
+        import torch
+    except ImportError as exc:
+        raise EngineError("the tensorrt backend uses torch CUDA tensors for its I/O; install torch with CUDA") from exc
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        device = "cuda"
+    if not device.startswith("cuda"):
+        raise EngineError(f"TensorRT runs on CUDA devices only, got device {device!r}; use the onnxruntime or torch "
+                          "backend on cpu")
+    if not torch.cuda.is_available():
+        raise EngineError(f"TensorRT {trt.__version__} is installed but no CUDA device is available to torch "
+                          f"{torch.__version__} (CUDA {torch.version.cuda or 'not built'}); check the driver and "
+                          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}")
+    torch_device = torch.device(device)
+    index = torch_device.index if torch_device.index is not None else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise EngineError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return trt, torch, torch.device("cuda", index)
+
+
+def _trt_major(trt) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+def _weakly_typed(trt) -> bool:
+    """True where precision is chosen with builder flags (TensorRT <= 10); TensorRT 11 is strongly typed only."""
+    return hasattr(trt.BuilderFlag, "FP16")
+
+
+def gpu_identity(torch, device) -> dict[str, str]:
+    """GPU model and compute capability: an engine is only valid on the GPU model it was tuned for."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
+
+
+# -- cache keys -----------------------------------------------------------------------------------------------------
+def engine_key(onnx_sha256: str, trt_version: str, gpu: str, compute_capability: str, precision: str,
+               max_batch: int = 1, extra: str = "") -> dict[str, str]:
+    """Everything an engine's validity depends on; all of it goes into the cached file's name."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown TensorRT precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    return {"onnx_sha256": onnx_sha256, "tensorrt": str(trt_version), "gpu": gpu,
+            "compute_capability": compute_capability, "precision": precision, "max_batch": str(int(max_batch)),
+            "extra": extra}
+
+
+def engine_filename(stem: str, key: Mapping[str, str]) -> str:
+    """``<stem>-<onnx hash>-trt<ver>-<gpu>-sm<cc>-<precision>[-b<N>][-<extra hash>].engine``."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", key["gpu"]).strip("-").lower() or "gpu"
+    cc = key["compute_capability"].replace(".", "")
+    parts = [stem, key["onnx_sha256"][:16], f"trt{key['tensorrt']}", gpu, f"sm{cc}", key["precision"]]
+    if key.get("max_batch", "1") != "1":
+        parts.append(f"b{key['max_batch']}")
+    if key.get("extra"):
+        parts.append(hashlib.sha256(key["extra"].encode()).hexdigest()[:8])
+    return "-".join(parts) + ".engine"
+
+
+def sidecar_path(engine_path: str | os.PathLike) -> Path:
+    """The JSON written next to every engine: its cache key and the model metadata."""
+    return Path(str(engine_path) + ".json")
+
+
+def _calibration_digest(batches: list[dict[str, np.ndarray]]) -> str:
+    digest = hashlib.sha256()
+    for batch in batches:
+        for name in sorted(batch):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(batch[name]).tobytes())
+    return digest.hexdigest()
+
+
+# -- calibration data -----------------------------------------------------------------------------------------------
+def synthetic_calibration_batches(info: OnnxInfo, frames: int = 64, seed: int = 0,
+                                  conditions: tuple[str, ...] = ("day", "night", "fog"),
+                                  ) -> list[dict[str, np.ndarray]]:
+    """Calibration inputs: synthetic scenes of every lighting condition, through the node's own preprocessing.
+
+    INT8 ranges must come from what the car feeds the network (sensor units, invalid pixels as 0), so the
+    frames go through `Preprocessor` exactly as in the pipeline. Callers with recorded data can pass
+    their own batches to `build_engine` instead.
+    """
+    from road_seg_core.preprocess import Preprocessor
+    from road_seg_core.synthetic import render_scene
+
+    h, w = info.input_size
+    pre = Preprocessor(info.modalities, (h, w))
+    batches = []
+    for i in range(max(1, int(frames))):
+        scene = render_scene(seed + i, width=2 * w, height=2 * h, condition=conditions[i % len(conditions)])
+        inputs = pre(scene.frame)
+        batches.append({m: np.ascontiguousarray(x, dtype=np.float32) for m, x in inputs.items()})
+    return batches
+
+
+# -- building -------------------------------------------------------------------------------------------------------
+def build_engine(onnx_path: str | os.PathLike, precision: str = "fp16", cache: str | os.PathLike | None = None,
+                 device: str = "cuda", max_batch: int = 1,
+                 calibration: Iterable[Mapping[str, np.ndarray]] | None = None,
+                 workspace_bytes: int = DEFAULT_WORKSPACE_BYTES, rebuild: bool = False) -> Path:
+    """Path of the cached engine for `onnx_path`, building it first if no valid one is cached.
+
+    `max_batch` > 1 needs a dynamic ONNX export; spatial size is fixed at the export's input size (what the
+    preprocessor produces). `calibration` (int8 only) yields ``{modality: (1, C, H, W) float32}`` batches.
+    """
+    trt, torch, torch_device = require_tensorrt(device)
+    onnx_path = Path(onnx_path)
+    try:
+        info = read_onnx_info(onnx_path)
+    except ExportError as exc:
+        raise EngineError(str(exc)) from exc
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown TensorRT precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if max_batch < 1 or (max_batch > 1 and not info.dynamic):
+        raise EngineError(f"max_batch {max_batch} needs a dynamic ONNX export (road-seg export --dynamic)")
+    batches = None
+    if precision == "int8":
+        batches = list(calibration) if calibration is not None else synthetic_calibration_batches(info)
+        if not batches:
+            raise EngineError("int8 needs calibration batches; none were given")
+    strongly_typed = not _weakly_typed(trt)
+    extra = []
+    if batches is not None:
+        extra.append(f"calib:{_calibration_digest(batches)}")
+    if strongly_typed and precision != "fp32":
+        extra.append(f"modelopt:{_modelopt_version()}")
+    key = engine_key(sha256_file(onnx_path), trt.__version__, **gpu_identity(torch, torch_device),
+                     precision=precision, max_batch=max_batch, extra=";".join(extra))
+    path = cache_dir(cache) / "tensorrt" / engine_filename(onnx_path.stem, key)
+    if not rebuild and path.is_file() and _sidecar_key(path) == key:
+        return path
+
+    started = time.perf_counter()
+    source = onnx_path
+    if strongly_typed and precision != "fp32":
+        source = _convert_for_strong_typing(onnx_path, precision, batches, path.with_suffix(f".{precision}.onnx"))
+    with torch.cuda.device(torch_device):
+        serialized = _build_serialized(trt, torch, torch_device, source, info, precision, max_batch, batches,
+                                       workspace_bytes, strongly_typed, path.with_suffix(".calib"))
+    atomic_write_bytes(path, serialized)
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "key": key,
+        "onnx": str(onnx_path.resolve()),
+        "config": info.config.to_dict(),
+        "dynamic": info.dynamic,
+        "checkpoint_sha256": info.checkpoint_sha256,
+        "provenance": info.provenance,
+        "built_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    atomic_write_bytes(sidecar_path(path), json.dumps(sidecar, indent=1, sort_keys=True).encode())
+    return path
+
+
+def _sidecar_key(engine_path: Path) -> dict[str, str] | None:
+    try:
+        data = json.loads(sidecar_path(engine_path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("key") if data.get("format") == SIDECAR_FORMAT else None
+
+
+def _modelopt_version() -> str:
+    try:
+        import modelopt
+    except ImportError:
+        return "absent"
+    return str(getattr(modelopt, "__version__", "unknown"))
+
+
+def _convert_for_strong_typing(onnx_path: Path, precision: str, batches: list | None, out: Path) -> Path:
+    """TensorRT 11+: reduced precision must be in the ONNX graph itself (ModelOpt AutoCast / Q/DQ)."""
+    try:
+        import onnx
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+        from modelopt.onnx.quantization import quantize
+    except ImportError as exc:
+        raise EngineError(f"this TensorRT builds strongly typed networks only: {precision} needs NVIDIA ModelOpt to "
+                          "convert the ONNX first (pip install 'nvidia-modelopt[onnx]'), or use precision fp32 "
+                          f"({exc})") from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if precision == "fp16":
+        model = convert_to_mixed_precision(onnx_path=str(onnx_path), low_precision_type="fp16", keep_io_types=True)
+        onnx.save(model, str(out))
+    else:
+        data = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+        quantize(str(onnx_path), quantize_mode="int8", calibration_data=data, calibration_method="entropy",
+                 output_path=str(out), high_precision_dtype="fp16")
+    return out
+
+
+def _build_serialized(trt, torch, torch_device, onnx_path: Path, info: OnnxInfo, precision: str, max_batch: int,
+                      batches: list | None, workspace_bytes: int, strongly_typed: bool, calib_cache: Path) -> bytes:
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if _trt_major(trt) < 10:  # explicit batch is the only mode from TensorRT 10 on
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") and _trt_major(trt) < 11:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    h, w = info.input_size
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        channels = MODALITY_CHANNELS[tensor.name]
+        profile.set_shape(tensor.name, (1, channels, h, w), (max_batch, channels, h, w), (max_batch, channels, h, w))
+    config.add_optimization_profile(profile)
+    if not strongly_typed and precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)  # int8 layers fall back to fp16, not fp32, where int8 loses
+    if not strongly_typed and precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _entropy_calibrator(trt, torch, torch_device, batches, calib_cache)
+        if hasattr(config, "set_calibration_profile"):
+            config.set_calibration_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} "
+                          f"({precision}); see the TensorRT log above")
+    return bytes(memoryview(serialized))
+
+
+def _entropy_calibrator(trt, torch, torch_device, batches: list, cache_file: Path):
+    """An IInt8EntropyCalibrator2 feeding `batches` (one frame each) from GPU memory (TensorRT <= 10)."""
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self._batches: Iterator = iter(batches)
+            self._alive: list = []  # device tensors must outlive the get_batch call that returned their pointers
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            batch = next(self._batches, None)
+            if batch is None:
+                return None
+            self._alive = [torch.from_numpy(np.ascontiguousarray(batch[n], np.float32)).to(torch_device)
+                           for n in names]
+            return [int(t.data_ptr()) for t in self._alive]
+
+        def read_calibration_cache(self) -> bytes | None:
+            return cache_file.read_bytes() if cache_file.is_file() else None
+
+        def write_calibration_cache(self, cache) -> None:
+            atomic_write_bytes(cache_file, bytes(memoryview(cache)))
+
+    return EntropyCalibrator()
+
+
+# -- running --------------------------------------------------------------------------------------------------------
+class TensorRTEngine(InferenceEngine):
+    """Runs a serialized TensorRT engine. Inputs are uploaded as they come (uint8 rgb stays uint8 over the
+    bus) into device buffers reused frame to frame, cast on the GPU, and the argmax for label maps is taken
+    on the GPU so only H*W bytes come back."""
+
+    backend = "tensorrt"
+    accepts_uint8 = True
+
+    def __init__(self, engine_path: str | os.PathLike, device: str = "cuda") -> None:
+        trt, torch, torch_device = require_tensorrt(device)
+        self._torch = torch
+        self.engine_path = Path(engine_path)
+        sidecar = self._read_sidecar(trt, torch, torch_device)
+        config = ModelConfig.from_dict(sidecar["config"])
+        self.dynamic = bool(sidecar.get("dynamic", False))
+        self.key = sidecar["key"]
+        self.fixed_input_size = True  # profiles are built at the export's input size
+        super().__init__(ModelMeta.from_config(config), str(torch_device), self.key["precision"])
+        self.torch_device = torch_device
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        with torch.cuda.device(torch_device):
+            self._runtime = trt.Runtime(self._logger)
+            self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if self._engine is None:
+                raise EngineError(f"TensorRT {trt.__version__} cannot deserialize {self.engine_path}; rebuild it "
+                                  "(road-seg export --format engine)")
+            self._context = self._engine.create_execution_context()
+            self._stream = torch.cuda.Stream(torch_device)
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if sorted(inputs) != sorted(self.meta.modalities) or OUTPUT_NAME not in names:
+            raise EngineError(f"{self.engine_path}: engine tensors {names} do not match the model's modalities "
+                              f"{list(self.meta.modalities)} + {OUTPUT_NAME}")
+        self._dtypes = {n: _torch_dtype(trt, torch, self._engine.get_tensor_dtype(n)) for n in names}
+        self._max_batch = int(self.key.get("max_batch", "1"))
+        self._buffers: dict[str, Any] = {}
+
+    def _read_sidecar(self, trt, torch, torch_device) -> dict[str, Any]:
+        path = sidecar_path(self.engine_path)
+        if not self.engine_path.is_file():
+            raise EngineError(f"TensorRT engine not found: {self.engine_path}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"{self.engine_path}: missing or unreadable sidecar {path.name}; an engine is only "
+                              "loaded with the key it was built under (build it with road-seg export --format "
+                              "engine)") from exc
+        key = data.get("key") or {}
+        here = {"tensorrt": str(trt.__version__), **gpu_identity(torch, torch_device)}
+        stale = {k: (key.get(k), v) for k, v in here.items() if key.get(k) != v}
+        if data.get("format") != SIDECAR_FORMAT or stale:
+            detail = ", ".join(f"{k} {old!r} != {new!r} here" for k, (old, new) in stale.items())
+            raise EngineError(f"{self.engine_path} is stale for this machine ({detail or 'not a road_seg engine'}); "
+                              "rebuild it from the ONNX or checkpoint")
+        return data
+
+    def _logits(self, inputs: dict[str, np.ndarray]):
+        """Logits (B, K, H, W) on the GPU, in the engine's output dtype, after the stream finished."""
+        torch = self._torch
+        batch = next(iter(inputs.values())).shape[0]
+        if batch > self._max_batch:  # a batch-1 engine runs larger batches sample by sample
+            # clone: every run writes the same reused output buffer
+            return torch.cat([self._logits({k: v[i:i + 1] for k, v in inputs.items()}).clone() for i in range(batch)])
+        with torch.cuda.device(self.torch_device), torch.cuda.stream(self._stream):
+            for name, array in inputs.items():
+                buffer = self._buffer(name, array.shape, self._dtypes[name])
+                if not array.flags.writeable:
+                    array = array.copy()
+                host = torch.from_numpy(array)
+                if host.dtype == buffer.dtype:
+                    buffer.copy_(host, non_blocking=True)
+                else:  # upload in the sender's dtype (uint8 rgb: a quarter of the bytes), cast on the GPU
+                    buffer.copy_(host.to(self.torch_device, non_blocking=True))
+                self._context.set_input_shape(name, tuple(array.shape))
+                self._context.set_tensor_address(name, int(buffer.data_ptr()))
+            out_shape = tuple(self._context.get_tensor_shape(OUTPUT_NAME))
+            output = self._buffer(OUTPUT_NAME, out_shape, self._dtypes[OUTPUT_NAME])
+            self._context.set_tensor_address(OUTPUT_NAME, int(output.data_ptr()))
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise EngineError(f"TensorRT execution failed for {self.engine_path}")
+            return output
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype):
+        buffer = self._buffers.get(name)
+        if buffer is None or tuple(buffer.shape) != tuple(shape):
+            buffer = self._torch.empty(shape, dtype=dtype, device=self.torch_device)
+            self._buffers[name] = buffer
+        return buffer
+
+    def _forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        with self._torch.cuda.stream(self._stream):
+            logits = self._logits(inputs).float().cpu()
+        return logits.numpy()
+
+    def infer_labels(self, inputs) -> np.ndarray:
+        with self._torch.cuda.stream(self._stream):
+            labels = self._logits(self.prepare_inputs(inputs)).argmax(dim=1).to(self._torch.uint8).cpu()
+        return labels.numpy()
+
+    def close(self) -> None:
+        self._buffers.clear()
+        self._context = None
+        self._engine = None
+
+
+def _torch_dtype(trt, torch, trt_dtype):
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.int8: torch.int8,
+             trt.bool: torch.bool}
+    for trt_name, torch_dtype in (("uint8", torch.uint8), ("int64", torch.int64), ("bfloat16", torch.bfloat16)):
+        if hasattr(trt, trt_name):
+            table[getattr(trt, trt_name)] = torch_dtype
+    if trt_dtype not in table:
+        raise EngineError(f"unsupported TensorRT tensor dtype {trt_dtype}")
+    return table[trt_dtype]
+
+
+def create_tensorrt_engine(model_path: str | os.PathLike, device: str = "cuda", precision: str = "fp16",
+                           cache_dir: str | os.PathLike | None = None, max_batch: int = 1,
+                           input_size: tuple[int, int] | None = None, dynamic: bool = False,
+                           rebuild: bool = False) -> TensorRTEngine:
+    """Registry entry "tensorrt": a ``.engine`` (with its sidecar) is loaded after checking its key; a ``.onnx``
+    or ``.pt`` is built into the cache first (the ``.pt`` via its cached ONNX export) unless a valid engine is
+    already there."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    require_tensorrt(device)  # a clear error before any export work on a machine without TensorRT/CUDA
+    suffix = path.suffix.lower()
+    if suffix == ".engine":
+        return TensorRTEngine(path, device=device)
+    if suffix != ".onnx":
+        try:
+            path = cached_onnx(path, cache_dir, input_size=input_size, dynamic=dynamic or max_batch > 1)
+        except ExportError as exc:
+            raise EngineError(f"cannot export {model_path} for TensorRT: {exc}") from exc
+    engine_path = build_engine(path, precision=precision, cache=cache_dir, device=device, max_batch=max_batch,
+                               rebuild=rebuild)
+    return TensorRTEngine(engine_path, device=device)

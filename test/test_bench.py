@@ -1,0 +1,67 @@
+"""The benchmark's building blocks on a tiny model: backends timed or skipped with a reason, node stages timed.
+
+Figures are not asserted (they depend on the machine); what is asserted is that
+the benchmark runs the node's real code paths and reports what it claims to.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+
+from road_seg_core import bench as model_bench
+from road_seg_core.engines import create_engine
+from road_seg_ros import bench as node_bench
+from road_seg_ros.config import PerceptionConfig
+from tiny_models import TINY, save_calibrated
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return save_calibrated(tmp_path_factory.mktemp("bench") / "tiny.pt")
+
+
+def test_model_bench_times_available_backends_and_explains_the_others(ckpt, tmp_path):
+    results = model_bench.bench_backends(ckpt, ("torch", "onnxruntime", "tensorrt"), device="cpu", iterations=4,
+                                         warmup=1, cache_dir=tmp_path, threads=1, rounds=2, log=lambda _: None)
+    by_name = {(r.backend, r.precision): r for r in results}
+    for key in (("torch", "fp32"), ("onnxruntime", "fp32")):
+        r = by_name[key]
+        assert not r.skipped and r.iterations == 4 and r.input_size == TINY.input_size
+        assert 0 < r.p50_ms <= r.p99_ms and r.fps == pytest.approx(1e3 / r.mean_ms)
+    trt = [r for r in results if r.backend == "tensorrt"]
+    assert trt and all(r.skipped for r in trt) or torch.cuda.is_available()
+    table = model_bench.format_table(results)
+    assert "onnxruntime" in table and "p50 ms" in table
+
+
+def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
+    engine = create_engine(ckpt, backend="onnxruntime", device="cpu", cache_dir=tmp_path, threads=1)
+    messages = node_bench.received_messages((180, 320), scenes=1)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=random.randint(201, 230))
+    try:
+        node = rclpy.create_node("road_seg", context=context)
+        stages = node_bench.StageBench(engine, PerceptionConfig(), messages, node)
+        assert stages.plan.keys == ("left", "depth", "thermal")
+        plain = stages.run(3, warmup=1)
+        with_overlay = stages.run(3, with_overlay=True, warmup=1)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    for result in (plain, with_overlay):
+        assert set(node_bench.STAGES) <= set(result)
+        assert all(result[s]["n"] == 3 and result[s]["p50"] >= 0 for s in node_bench.STAGES)
+        assert result["model_cpu"]["n"] == 3 and result["overhead_cpu"]["p50"] > 0
+        # "overhead" is every stage but the model: never more than the sum of the per-stage maxima.
+        assert result["overhead"]["p50"] <= sum(result[s]["p99"] for s in node_bench.STAGES if s != "model") + 1e-6
+    summary = node_bench.summary_line({
+        "model": [model_bench.BackendResult("onnxruntime", "fp32", "cpu", (64, 96), 1, 3, 1.0, 2.0, 1.0, 1e3,
+                                            0.1).to_dict()],
+        "node_stages": {"sensor_size": [180, 320], "without_overlay": plain},
+        "transport": {"empty_subscriber": {"cpu_ms_per_set": 2.0}}})
+    assert summary.startswith("bench: ") and "x bare receive" in summary and "\n" not in summary
+    assert np.isfinite(plain["overhead_cpu"]["p50"])

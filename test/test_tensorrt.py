@@ -1,0 +1,85 @@
+"""TensorRT backend: cache keys and clear errors everywhere; builds and torch parity where CUDA and TensorRT exist."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from road_seg_core.engines import create_engine
+from road_seg_core.engines.base import EngineError
+from road_seg_core.engines.tensorrt_engine import engine_filename, engine_key, sidecar_path
+from road_seg_core.export import sensor_like_inputs
+from tiny_models import TINY, save_calibrated
+
+BASE = dict(onnx_sha256="ab" * 32, trt_version="10.3.0", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0",
+            precision="fp16", max_batch=1)
+
+
+def test_every_key_component_changes_the_engine_file_name():
+    base = engine_filename("model", engine_key(**BASE))
+    assert base.endswith(".engine") and "fp16" in base and "sm90" in base and "trt10.3.0" in base
+    changes = {"onnx_sha256": "cd" * 32, "trt_version": "10.4.0", "gpu": "Orin", "compute_capability": "8.7",
+               "precision": "int8", "max_batch": 4, "extra": "calib:1234"}
+    names = {engine_filename("model", engine_key(**{**BASE, k: v})) for k, v in changes.items()}
+    assert base not in names and len(names) == len(changes)
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(EngineError, match="precision"):
+        engine_key(**{**BASE, "precision": "fp8"})
+
+
+def test_missing_tensorrt_is_a_clear_error(tmp_path, monkeypatch):
+    ckpt = save_calibrated(tmp_path / "tiny.pt")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError, as on a machine without it
+    with pytest.raises(EngineError, match="TensorRT"):
+        create_engine(ckpt, backend="tensorrt", device="cuda", cache_dir=tmp_path)
+    assert not (tmp_path / "onnx").exists(), "no export work before the environment is known to be usable"
+
+
+# -- on a CUDA machine with TensorRT --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trt_env(tmp_path_factory):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT tests need a CUDA device")
+    root = tmp_path_factory.mktemp("trt")
+    return save_calibrated(root / "tiny.pt"), root / "cache"
+
+
+@pytest.mark.parametrize("precision, min_agreement, rtol", [("fp32", 0.999, 1e-3), ("fp16", 0.99, 3e-2)])
+def test_tensorrt_matches_torch(trt_env, precision, min_agreement, rtol):
+    ckpt, cache = trt_env
+    engine = create_engine(ckpt, backend="tensorrt", device="cuda", precision=precision, cache_dir=cache)
+    reference = create_engine(ckpt, backend="torch", device="cpu")
+    assert engine.precision == precision and engine.meta == reference.meta
+    inputs = sensor_like_inputs(TINY.modalities, TINY.input_size, batch=2, seed=21)
+    inputs["rgb"] = inputs["rgb"].round().astype(np.uint8)  # uploaded as uint8, cast on the GPU
+    expected = reference.infer(inputs)
+    actual = engine.infer(inputs)
+    assert np.abs(expected).max() > 1.0
+    assert np.abs(actual - expected).max() <= rtol * np.abs(expected).max()
+    assert np.mean(actual.argmax(1) == expected.argmax(1)) >= min_agreement
+    assert np.mean(engine.infer_labels(inputs) == reference.infer_labels(inputs)) >= min_agreement
+
+
+def test_engine_is_built_once_and_stale_engines_are_refused(trt_env):
+    ckpt, cache = trt_env
+    create_engine(ckpt, backend="tensorrt", device="cuda", precision="fp32", cache_dir=cache)
+    engines = sorted((cache / "tensorrt").glob("*fp32*.engine"))
+    assert len(engines) == 1
+    mtime = engines[0].stat().st_mtime_ns
+    again = create_engine(ckpt, backend="tensorrt", device="cuda", precision="fp32", cache_dir=cache)
+    assert again.key["precision"] == "fp32" and engines[0].stat().st_mtime_ns == mtime
+    direct = create_engine(engines[0], backend="tensorrt", device="cuda")  # a bare .engine with its sidecar
+    assert direct.meta == again.meta
+    sidecar = json.loads(sidecar_path(engines[0]).read_text())
+    sidecar["key"]["tensorrt"] = "0.0.1"
+    stale = engines[0].with_name("stale.engine")
+    stale.write_bytes(engines[0].read_bytes())
+    sidecar_path(stale).write_text(json.dumps(sidecar))
+    with pytest.raises(EngineError, match="stale"):
+        create_engine(stale, backend="tensorrt", device="cuda")
