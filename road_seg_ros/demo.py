@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="node inference threads (sim, node and this listener share the CPU)")
     parser.add_argument("--save", type=int, default=8, help="number of overlay images to save")
 
 
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = perception_plan(model=model, with_sim=True,
                            sim_parameters={"rate": args.rate, "width": args.width, "height": args.height},
-                           node_parameters={"device": args.device})
+                           node_parameters={"device": args.device, "threads": args.threads})
     bin_dir = _find_executable("perception_node")
     procs = []
     for spec in plan:
