@@ -29,7 +29,6 @@ bench: $(STAMP)
 
 ## Build and test as a ROS 2 ament_python package with colcon (in a scratch workspace).
 colcon-test: $(STAMP)
-	$(VENV)/bin/pip install --quiet colcon-common-extensions==0.3.0
 	rm -rf build/colcon_ws && mkdir -p build/colcon_ws/src && ln -s $(CURDIR) build/colcon_ws/src/road_seg_ros
 	cd build/colcon_ws && ../../$(VENV)/bin/colcon build --packages-select road_seg_ros && \
 	  ../../$(VENV)/bin/colcon test --packages-select road_seg_ros --pytest-args -q -m "not ros" && \

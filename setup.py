@@ -25,7 +25,7 @@ setup(
     maintainer_email="road-seg@example.com",
     description="Multi-modal fusion segmentation for road vehicles: drivable area and obstacles.",
     license="MIT",
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},  # colcon test picks pytest from here
     entry_points={
         "console_scripts": [
             "perception_node = road_seg_ros.perception_node:main",
