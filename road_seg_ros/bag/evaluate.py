@@ -39,6 +39,7 @@ and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -97,28 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> cuda when torch sees a GPU, else cpu; anything else unchanged."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_engine(args: argparse.Namespace, cfg: PerceptionConfig) -> tuple[InferenceEngine, Path]:
+    """The node's engine for these parameters, with the command line's --backend/--device/--threads on top."""
     if args.threads < 0:
         raise EvalError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    cfg = dataclasses.replace(cfg, backend=args.backend or cfg.backend, device=args.device or cfg.device,
+                              threads=args.threads or cfg.threads)
     try:
         path = resolve_model(args.checkpoint or cfg.model)
-        engine = create_engine(path, backend=args.backend or cfg.backend, device=resolve_device(args.device or
-                                                                                                cfg.device))
+        engine = create_engine(path, backend=cfg.backend, device=cfg.device, **cfg.engine_options())
     except (CheckpointError, EngineError, FileNotFoundError, ValueError) as exc:
         raise EvalError(f"cannot load model: {exc}") from None
     return engine, path
