@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from road_seg_core import bench as model_bench
+from road_seg_ros.processes import ProcessGroup
 
 OUT_TOPIC = "/road_seg/drivable_mask"
 NODE_OUTPUTS = ("drivable_mask", "obstacle_mask", "labels")
@@ -205,41 +205,6 @@ def find_bin_dir(name: str = "perception_node") -> str:
     return str(Path(found).parent)
 
 
-class Launched:
-    """Child processes in their own sessions; SIGINT then SIGKILL on exit; logs kept for errors."""
-
-    def __init__(self, commands: list[tuple[str, list[str]]], env: dict[str, str], log_dir: Path) -> None:
-        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
-        for name, cmd in commands:
-            log = log_dir / f"{name}.log"
-            with open(log, "wb") as fh:
-                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            self.procs.append((name, proc, log))
-
-    def pid(self, name: str) -> int:
-        return next(p.pid for n, p, _ in self.procs if n == name)
-
-    def alive(self) -> bool:
-        return all(p.poll() is None for _, p, _ in self.procs)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {n} ---\n{log.read_text(errors='replace')[-3000:]}" for n, _, log in self.procs)
-
-    def __enter__(self) -> "Launched":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for _, proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for _, proc, _ in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -341,7 +306,7 @@ def sensor_rate_run(checkpoint: str, backend: str, device: str, rate: float, dur
     listener = Listener(domain)
     result: dict[str, Any] = {"rate_hz": rate, "backend": backend, "device": device, "domain_id": domain}
     try:
-        with Launched(commands, ros_env(domain, cache_dir), log_dir) as procs:
+        with ProcessGroup(commands, log_dir, ros_env(domain, cache_dir)) as procs:
             deadline = time.monotonic() + startup_timeout
             while time.monotonic() < deadline and procs.alive():
                 with listener.lock:
@@ -403,9 +368,9 @@ def bare_receive_run(keys: Sequence[str], cfg, rate: float, sets: int, sensor_si
     out = log_dir / "bare_receive.json"
     subscriber = [sys.executable, "-m", "road_seg_ros.bench_subscriber", "--out", str(out), "--sets", str(sets),
                   "--timeout", str(120 + sets / rate), *topics]
-    with Launched([("sim_sensors", sim.to_command(find_bin_dir("sim_sensors"))), ("bare_subscriber", subscriber)],
-                  ros_env(domain, None), log_dir) as procs:
-        proc = next(p for n, p, _ in procs.procs if n == "bare_subscriber")
+    with ProcessGroup([("sim_sensors", sim.to_command(find_bin_dir("sim_sensors"))), ("bare_subscriber", subscriber)],
+                      log_dir, ros_env(domain, None)) as procs:
+        proc = procs.process("bare_subscriber")
         try:
             proc.wait(timeout=150 + sets / rate)
         except subprocess.TimeoutExpired:

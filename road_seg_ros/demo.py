@@ -12,8 +12,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -69,16 +67,12 @@ def run(args: argparse.Namespace) -> int:
     from sensor_msgs.msg import Image
 
     from road_seg_ros.launch_plan import perception_plan
+    from road_seg_ros.processes import ProcessGroup
 
     plan = perception_plan(model=model, with_sim=True,
                            sim_parameters={"rate": args.rate, "width": args.width, "height": args.height},
                            node_parameters={"device": args.device, "threads": args.threads})
-    bin_dir = _find_executable("perception_node")
-    procs = []
-    for spec in plan:
-        log = open(out / f"{spec.name}.log", "wb")
-        procs.append(subprocess.Popen(spec.to_command(bin_dir), stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+    procs = ProcessGroup.from_plan(plan, _find_executable("perception_node"), out)
     print(f"demo: sim_sensors {args.width}x{args.height} @ {args.rate:g} Hz -> perception_node ({model}); "
           f"{args.duration:g} s; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}", flush=True)
 
@@ -122,19 +116,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         while time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
-            dead = [p for p in procs if p.poll() is not None]
-            if dead:
-                failed = f"a process exited early (code {dead[0].returncode}); see the logs in {out}"
+            if procs.exited():
+                name, code = procs.exited()[0]
+                failed = f"{name} exited early (code {code}); see the logs in {out}"
                 break
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        procs.stop()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -1,58 +1,18 @@
-"""Helpers for tests that run real rclpy processes: start/stop launch-plan processes, collect topics."""
+"""Helpers for tests that run real rclpy processes: collect topics (processes: `road_seg_ros.processes`)."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Callable
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from road_seg_ros.launch_plan import ProcessSpec
+from road_seg_ros.processes import ProcessGroup  # for type hints
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
-
-
-class Processes:
-    """Starts the processes of a launch plan; stops them (SIGINT, then SIGKILL) on exit."""
-
-    def __init__(self, specs: list[ProcessSpec], bin_dir: str, log_dir: Path) -> None:
-        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
-        for spec in specs:
-            log = log_dir / f"{spec.name}.log"
-            fh = open(log, "wb")
-            proc = subprocess.Popen(spec.to_command(bin_dir), stdout=fh, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ), start_new_session=True)
-            self.procs.append((spec.name, proc, log))
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n{log.read_text(errors='replace')[-4000:]}" for name, _, log in self.procs)
-
-    def alive(self) -> bool:
-        return all(p.poll() is None for _, p, _ in self.procs)
-
-    def stop(self) -> None:
-        for _, proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for _, proc, _ in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-    def __enter__(self) -> "Processes":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 class Collector:
@@ -90,7 +50,7 @@ class Collector:
         with self.lock:
             return len(self.messages[topic])
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float, procs: Processes | None = None) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, procs: ProcessGroup | None = None) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

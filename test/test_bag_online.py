@@ -21,7 +21,8 @@ from road_seg_ros.bag.replay import BagReplay  # noqa: E402
 from road_seg_ros.config import PerceptionConfig  # noqa: E402
 from road_seg_ros.inputs import plan_inputs  # noqa: E402
 from road_seg_ros.launch_plan import ProcessSpec, config_dir, perception_plan  # noqa: E402
-from rosutil import RELIABLE, Collector, Processes  # noqa: E402
+from road_seg_ros.processes import ProcessGroup  # noqa: E402
+from rosutil import RELIABLE, Collector  # noqa: E402
 from training.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -77,7 +78,7 @@ def test_offline_sync_selects_the_left_stamps_the_node_processes(ros_domain, bin
     cfg = PerceptionConfig.from_yaml(config_dir() / "perception.yaml")
     inputs = [cfg.topics.left, cfg.topics.depth, cfg.topics.thermal]
     try:
-        with Processes([node], bin_dir, tmp_path) as procs:
+        with ProcessGroup.from_plan([node], bin_dir, tmp_path) as procs:
             ready = collector.wait_for(lambda: all(pubs[t].get_subscription_count() > 0 for t in inputs)
                                        and collector.node.count_publishers(LABELS) > 0, 90, procs)
             assert ready, procs.logs()

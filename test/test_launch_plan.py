@@ -14,3 +14,22 @@ def test_plan_matches_the_launch_arguments():
 
 def test_without_sim_only_the_node_starts():
     assert [p.executable for p in perception_plan()] == ["perception_node"]
+
+
+def test_process_group_reports_exits_keeps_logs_and_stops_what_ignores_sigint(tmp_path):
+    import sys
+    import time
+
+    from road_seg_ros.processes import ProcessGroup
+
+    stubborn = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    with ProcessGroup([("quick", [sys.executable, "-c", "print('bye'); raise SystemExit(3)"]),
+                       ("stubborn", [sys.executable, "-c", stubborn])], tmp_path) as group:
+        group.grace_s = 0.5
+        group.process("quick").wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while "up" not in (tmp_path / "stubborn.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # SIGINT is ignored from here on
+        assert group.exited() == [("quick", 3)] and not group.alive()
+    assert group.process("stubborn").returncode == -9  # SIGKILL after the grace period
+    assert "bye" in group.logs()

@@ -13,7 +13,8 @@ from std_msgs.msg import Header
 
 from road_seg_ros.config import Topics
 from road_seg_ros.launch_plan import perception_plan
-from rosutil import RELIABLE, Collector, Processes
+from road_seg_ros.processes import ProcessGroup
+from rosutil import RELIABLE, Collector
 
 pytestmark = pytest.mark.ros
 
@@ -40,7 +41,7 @@ def test_masks_follow_left_images(ros_domain, bin_dir, tiny_checkpoint, tmp_path
     topics = {LEFT: Image, "/sim/labels": Image, "/diagnostics": DiagnosticArray, **{t: Image for t in OUT.values()}}
     collector = Collector(ros_domain, topics)
     try:
-        with Processes(plan, bin_dir, tmp_path) as procs:
+        with ProcessGroup.from_plan(plan, bin_dir, tmp_path) as procs:
             ok = collector.wait_for(lambda: min(collector.count(t) for t in OUT.values()) >= 15
                                     and collector.count("/diagnostics") >= 2, 90, procs)
             assert ok, procs.logs()
@@ -91,7 +92,7 @@ def test_bad_input_is_rejected_and_masks_keep_flowing(ros_domain, bin_dir, tiny_
     collector = Collector(ros_domain, {OUT["drivable"]: Image, "/diagnostics": DiagnosticArray})
     bad_pub = collector.node.create_publisher(Image, LEFT, RELIABLE)
     try:
-        with Processes(plan, bin_dir, tmp_path) as procs:
+        with ProcessGroup.from_plan(plan, bin_dir, tmp_path) as procs:
             assert collector.wait_for(lambda: collector.count(OUT["drivable"]) >= 3, 90, procs), procs.logs()
             assert collector.wait_for(lambda: bad_pub.get_subscription_count() > 0, 10, procs)
             for _ in range(3):
