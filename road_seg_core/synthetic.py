@@ -15,8 +15,6 @@ on the seed (not the image size), so one seed rendered at 1280x720 and 320x180 s
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator, Sequence
@@ -95,7 +93,8 @@ class SyntheticScene:
 # ----------------------------------------------------------------------------------------------------------------
 # Random fields shared by every scene (fixed seeds: generated once per process, never per frame).
 
-_NOISE_LEN = 1 << 22
+#: Small enough (1 MB) to stay in the CPU cache: reading noise from a bigger bank costs more than using it.
+_NOISE_LEN = 1 << 18
 
 
 @lru_cache(maxsize=1)
@@ -107,12 +106,13 @@ def _noise_bank() -> np.ndarray:
 
 
 def _gauss(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard-normal noise of `shape` (read-only view when it fits a window of the bank)."""
+    """Standard-normal noise of `shape`: random windows of the bank (a read-only view when one window does)."""
     n = int(np.prod(shape))
-    if n > _NOISE_LEN // 2:
-        return rng.standard_normal(shape, dtype=_f32)
-    start = int(rng.integers(0, _NOISE_LEN - n))
-    return _noise_bank()[start:start + n].reshape(shape)
+    bank, window = _noise_bank(), _NOISE_LEN // 2
+    starts = rng.integers(0, _NOISE_LEN - window, size=-(-n // window))
+    if n <= window:
+        return bank[int(starts[0]):int(starts[0]) + n].reshape(shape)
+    return np.concatenate([bank[int(s):int(s) + window] for s in starts])[:n].reshape(shape)
 
 
 @lru_cache(maxsize=1)
@@ -581,10 +581,10 @@ def _populate(layout: _Layout, rng: np.random.Generator, z_lo: float, z_hi: floa
     for _ in range(count("pothole")):
         crack = rng.random() < 0.22
         if crack:
-            a, b, depth = rng.uniform(0.15, 0.25), rng.uniform(1.2, 3.0), rng.uniform(0.06, 0.12)
+            a, b, depth = rng.uniform(0.15, 0.25), rng.uniform(1.2, 3.0), rng.uniform(0.08, 0.15)
             angle = float(rng.choice([0.0, math.pi / 2]) + rng.normal(0.0, 0.4))
         else:
-            a, b, depth = rng.uniform(0.4, 1.2), rng.uniform(0.4, 1.5), rng.uniform(0.08, 0.25)
+            a, b, depth = rng.uniform(0.5, 1.3), rng.uniform(0.5, 1.7), rng.uniform(0.12, 0.3)
             angle = float(rng.uniform(-0.5, 0.5))
         reach = max(a, b) + 0.15
         if hw - reach <= 0:
@@ -595,7 +595,7 @@ def _populate(layout: _Layout, rng: np.random.Generator, z_lo: float, z_hi: floa
             placer.footprints.append((z, s, reach, reach))
             layout.potholes.append(_Pothole(
                 z=z, s=s, a=float(a), b=float(b), angle=angle, depth=float(depth), wet=bool(rng.random() < 0.4),
-                darkening=float(rng.uniform(0.0, 0.06)),
+                darkening=float(rng.uniform(0.0, 0.03)),
                 wobble=(float(rng.uniform(0.0, 0.15)), float(rng.integers(2, 6)), float(rng.uniform(0, 6.3)))))
 
 
@@ -633,7 +633,7 @@ def _populate_hills(layout: _Layout, rng: np.random.Generator, z_ref: float) -> 
 
 #: Expected obstacles per metre of road near the camera in a single scene, and further away.
 _NEAR_RATES = {"vehicle": 0.08, "vehicle_bias": 1.3, "pedestrian": 0.07, "pedestrian_bias": 1.5,
-               "cone_group": 0.035, "cone_group_bias": 1.5, "pothole": 0.09, "pothole_bias": 1.6}
+               "cone_group": 0.035, "cone_group_bias": 1.5, "pothole": 0.12, "pothole_bias": 1.6}
 _FAR_RATES = {"vehicle": 0.03, "pedestrian": 0.012, "cone_group": 0.004}
 #: Expected obstacles per metre for a drive (sparser, but the ego car keeps meeting them).
 _DRIVE_RATES = {"vehicle": 0.05, "pedestrian": 0.035, "cone_group": 0.012, "pothole": 0.05}
@@ -650,7 +650,7 @@ def _make_look(rng: np.random.Generator, condition: str, layout: _Layout) -> _Lo
     base = dict(
         condition=condition, sun=sun, clouds=0.0, fog_beta=0.0, fog_rgb=np.zeros(3), white_balance=wb,
         headlight_gain=0.0, streetlight_gain=0.0, emissive_gain=0.0, t_ambient=t_amb,
-        depth_range=float(rng.uniform(20.0, 40.0)), depth_noise=0.01, depth_holes=float(rng.uniform(0.01, 0.04)),
+        depth_range=float(rng.uniform(20.0, 40.0)), depth_noise=0.01, depth_holes=float(rng.uniform(0.005, 0.025)),
         dark_depth_level=0.0,
     )
     if condition == "day":
@@ -669,10 +669,10 @@ def _make_look(rng: np.random.Generator, condition: str, layout: _Layout) -> _Lo
             ambient=float(rng.uniform(0.01, 0.04)), sun_strength=0.0,
             sky_zenith=np.array([0.01, 0.012, 0.03]), sky_horizon=np.array([0.04, 0.035, 0.05]) * (
                 2.5 if layout.road.street_lights else 1.0),
-            exposure=float(rng.uniform(0.9, 1.4)), noise_dn=float(rng.uniform(3.0, 6.0)),
+            exposure=float(rng.uniform(0.8, 1.2)), noise_dn=float(rng.uniform(3.0, 6.0)),
             t_sky=t_amb - 30.0, road_heat=float(rng.uniform(2.0, 5.0)), sun_heat=0.0,
-            **{**base, "headlight_gain": float(rng.uniform(0.3, 0.55)),
-               "streetlight_gain": float(rng.uniform(0.06, 0.2)) if layout.road.street_lights else 0.0,
+            **{**base, "headlight_gain": float(rng.uniform(0.25, 0.45)),
+               "streetlight_gain": float(rng.uniform(0.04, 0.15)) if layout.road.street_lights else 0.0,
                "emissive_gain": 1.0, "depth_noise": 0.025, "dark_depth_level": float(rng.uniform(0.05, 0.08))})
     if condition == "fog":
         visibility = float(rng.uniform(25.0, 80.0))
@@ -721,6 +721,7 @@ class _Materials:
             "label": np.asarray([PART_LABELS[PART_NAMES[i]] for i in self.part], dtype=np.uint8),
             "coarse": np.asarray(self.tex_coarse, dtype=_f32), "fine": np.asarray(self.tex_fine, dtype=_f32),
             "emissive": np.asarray(self.emissive, dtype=_f32),
+            "glows": np.asarray(self.emissive, dtype=_f32).any(axis=1),
         }
 
 
@@ -891,8 +892,10 @@ class _Box:
         near = np.maximum(np.maximum(nx, ny), nz)
         far = np.minimum(np.minimum(np.maximum(ax, bx), np.maximum(ay, by)), np.maximum(az, bz))
         t = np.where((near <= far) & (near > 0.0), near, _f32(np.inf))
-        face = np.where(near == nx, (ldx < 0).astype(np.uint8),
-                        np.where(near == ny, 2 + (dy < 0), 4 + (ldz < 0)).astype(np.uint8))
+        # Entry face: the axis whose slab was entered last, and which side of it (uint8 keeps this cheap).
+        on_x, on_y = near == nx, near == ny
+        axis = np.where(on_x, np.uint8(0), np.where(on_y, np.uint8(2), np.uint8(4)))
+        face = axis | np.where(on_x, ldx < 0, np.where(on_y, dy < 0, ldz < 0))
         mat = np.take(self.face_mats, face)
         if self.lights is not None or self.windows is not None:
             tf = np.where(np.isfinite(t), t, _f32(0.0))
@@ -1158,12 +1161,14 @@ class _SceneBuilder:
     def add_pothole(self, ph: _Pothole, layout: _Layout) -> None:
         x, z = self.road.to_world(ph.z, ph.s)
         yaw = self.road.yaw(ph.z) + ph.angle
-        floor_rgb = np.asarray(layout.road_rgb) * (1.0 - ph.darkening - (0.04 if ph.wet else 0.0))
-        # Water in a pothole stays cooler than the asphalt around it; a dry one barely differs.
+        floor_rgb = np.asarray(layout.road_rgb) * (1.0 - ph.darkening - (0.02 if ph.wet else 0.0))
+        # Water in a pothole stays a little cooler than the asphalt around it (under 1 K); a dry one is the
+        # same asphalt at the same temperature. Depth, not thermal, is what should give a pothole away.
         road_temp = self.t_amb + self.look.road_heat
-        floor_t = road_temp - (float(0.8 + 1.5 * ph.depth / 0.25) if ph.wet else 0.3)
-        floor = self.materials.add(floor_rgb, floor_t, "pothole", coarse=layout.road_tex, fine=0.1)
-        wall = self.materials.add(floor_rgb * 0.9, floor_t + 0.5, "pothole", coarse=layout.road_tex, fine=0.12)
+        floor_t = road_temp - (float(0.3 + 0.7 * ph.depth / 0.3) if ph.wet else 0.1)
+        floor = self.materials.add(floor_rgb, floor_t, "pothole", coarse=layout.road_tex, fine=0.08)
+        wall = self.materials.add(floor_rgb * 0.97, 0.5 * (floor_t + road_temp), "pothole", coarse=layout.road_tex,
+                                  fine=0.08)
         reach = max(ph.a, ph.b) * (1.0 + ph.wobble[0])
         self.potholes.append(_GroundFeature(
             x=x, z=z, cos=math.cos(yaw), sin=math.sin(yaw), a=ph.a, b=ph.b, depth=ph.depth, floor_mat=floor,
@@ -1330,7 +1335,7 @@ def _cast_potholes(scene: _Compiled, cam: _Camera, rays: _Rays, view: _View) -> 
         np.copyto(view.mat[roi], np.where(on_floor, np.uint16(ph.floor_mat), np.uint16(ph.wall_mat)), where=inside)
         # Still sunlit, only a little less than the road: colour alone should barely give a pothole away.
         sun_y = max(float(scene.look.sun[1]), 0.0)
-        np.copyto(view.shade[roi], np.where(on_floor, _f32(0.92 * sun_y), _f32(0.8 * sun_y)), where=inside)
+        np.copyto(view.shade[roi], np.where(on_floor, _f32(0.97 * sun_y), _f32(0.9 * sun_y)), where=inside)
 
 
 def _cast_shadows(scene: _Compiled, cam: _Camera, rays: _Rays, view: _View) -> None:
@@ -1429,16 +1434,24 @@ def _colour_band(scene: _Compiled, cam: _Camera, mat: np.ndarray, shade: np.ndar
     ox, oy, oz = cam.origin
     tiles = _textures()
     off = scene.layout.texture_offset
-    # Texture coordinates are a fixed linear map of the world point, so every surface orientation gets texture.
-    tu, tv = zf * rays.tex_u, zf * rays.tex_v
     u0, v0 = ox + 0.6 * oz + off, oy + 0.8 * oz + 0.37 * off
-    gain = np.take(mats["coarse"], mat) * _sample_tile(tiles[0], tu, tv, 0.35, u0, v0)
-    # Fine grain fades once a pixel covers several texels, as optics would blur it (and it would only alias).
-    fade = _f32(1.0 / (2.0 * cam.intr.fx * 0.035))
-    zr = zf * fade
-    fine = np.take(mats["fine"], mat) / (1.0 + zr * zr)
-    gain += fine * _sample_tile(tiles[1], tu, tv, 0.035, u0 + 7.0, v0 + 3.0)
-    gain += _f32(1.0)
+    gain = np.ones(mat.shape, dtype=_f32)
+    fine_fade_m = 2.0 * cam.intr.fx * 0.035  # distance at which a fine texel shrinks to half a pixel
+    nearest = float(zf.min())
+    if nearest < 0.5 * _MAX_GROUND_M:  # anything but sky in this band
+        # Texture coordinates are a fixed linear map of the world point, so every surface orientation is
+        # textured. Coarse patches are smooth at pixel scale: sampled on every other pixel and interpolated.
+        h, w = mat.shape
+        lo = (slice(None, None, 2), slice(None, None, 2))
+        zl = zf[lo]
+        coarse = _sample_tile(tiles[0], zl * (rays.dx[lo] + _f32(0.6) * rays.dz[lo]),
+                              zl * (rays.dy[lo] + _f32(0.8) * rays.dz[lo]), 0.35, u0, v0)
+        gain += np.take(mats["coarse"], mat) * cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    if nearest < 3.0 * fine_fade_m:
+        # Fine grain fades once a pixel covers several texels, as optics would blur it (it would only alias).
+        zr = zf * _f32(1.0 / fine_fade_m)
+        fine = np.take(mats["fine"], mat) / (1.0 + zr * zr)
+        gain += fine * _sample_tile(tiles[1], zf * rays.tex_u, zf * rays.tex_v, 0.035, u0 + 7.0, v0 + 3.0)
 
     if look.condition == "night":
         # Light from the ego car's low beams and, on urban roads, street lamps; the rest is near-black.
@@ -1472,8 +1485,8 @@ def _colour_band(scene: _Compiled, cam: _Camera, mat: np.ndarray, shade: np.ndar
         haze = (1.0 - trans) * vig
         for c in range(3):
             planes[c] += haze * _f32(look.fog_rgb[c] * wb[c])
-    if look.emissive_gain > 0 and mats["emissive"].any():
-        rows, cols = np.nonzero(np.take(mats["emissive"].any(axis=1), mat))
+    if look.emissive_gain > 0 and mats["glows"].any():
+        rows, cols = np.nonzero(np.take(mats["glows"], mat))
         if rows.size:
             scale = vig[rows, cols] * _f32(look.emissive_gain)
             if look.fog_beta > 0:
@@ -1556,18 +1569,6 @@ def _cameras(layout: _Layout, intr: StereoIntrinsics, ego_z: float, ego_s: float
     return left, right
 
 
-_view_pool: ThreadPoolExecutor | None = None
-
-
-def _forget_view_pool() -> None:
-    # A forked child (e.g. a DataLoader worker) inherits the pool object but not its thread.
-    global _view_pool
-    _view_pool = None
-
-
-os.register_at_fork(after_in_child=_forget_view_pool)
-
-
 def _render_view(scene: _Compiled, cam: _Camera, ego: _Camera, rng: np.random.Generator):
     view, rays = _render_geometry(scene, cam)
     rgb, luminance = _shade_rgb(scene, cam, view, rays, ego, rng)
@@ -1576,19 +1577,9 @@ def _render_view(scene: _Compiled, cam: _Camera, ego: _Camera, rng: np.random.Ge
 
 def _render(scene: _Compiled, left: _Camera, right: _Camera, rng: np.random.Generator,
             stamp_ns: int, extras: dict) -> SyntheticScene:
-    global _view_pool
     left_rng, right_rng, sensor_rng = rng.spawn(3)
-    # The two cameras are independent renders; numpy and OpenCV release the GIL, so a second thread nearly
-    # halves the wall time on a multi-core machine. Results do not depend on scheduling (one generator each).
-    if (os.cpu_count() or 1) > 1:
-        if _view_pool is None:
-            _view_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthetic-right-view")
-        right_job = _view_pool.submit(_render_view, scene, right, left, right_rng)
-        view, rays, rgb, luminance = _render_view(scene, left, left, left_rng)
-        right_rgb = right_job.result()[2]
-    else:
-        view, rays, rgb, luminance = _render_view(scene, left, left, left_rng)
-        right_rgb = _render_view(scene, right, left, right_rng)[2]
+    view, rays, rgb, luminance = _render_view(scene, left, left, left_rng)
+    right_rgb = _render_view(scene, right, left, right_rng)[2]
     thermal = _shade_thermal(scene, view, rays, sensor_rng)
     depth = _sense_depth(scene, view, luminance, sensor_rng)
     labels = np.take(scene.materials["label"], view.mat)
@@ -1727,6 +1718,19 @@ class SceneStream:
             p.z += p.speed * dt
             p.stride_phase += abs(p.speed) * dt * 4.0
         self._extend()
+
+    def skip(self, frames: int) -> None:
+        """Move the drive on by `frames` frames without rendering them (to sample a long drive sparsely)."""
+        if frames < 0:
+            raise ValueError(f"frames must be >= 0, got {frames}")
+        if frames == 0:
+            return
+        # The car stands where frame `frame_index - 1` was rendered (at the start before frame 0) and moves
+        # one frame on before each render, so it travels one frame less when nothing has been rendered yet.
+        travel = frames if self.frame_index > 0 else frames - 1
+        if travel:
+            self._advance(travel / self.fps)
+        self.frame_index += frames
 
     def __iter__(self) -> Iterator[SyntheticScene]:
         return self

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from road_seg_core.preprocess import Preprocessor
-from road_seg_core.synthetic import render_scene
+from road_seg_core.synthetic import SceneStream, render_scene
 from training import label_sets
 from training.datasets import DatasetError, build_dataset, build_mixed, detect_layout
 
@@ -285,7 +285,7 @@ def test_synthetic_matches_the_node_preprocessing():
     ds = build_dataset("synthetic", None, "train", modalities, (64, 96), frames=2, seed=5, conditions=["night"])
     sample = ds[1]
     _check_sample(sample, modalities, (64, 96))
-    scene = render_scene(6, width=192, height=128, condition="night")
+    scene = render_scene(6, width=192, height=108, condition="night")  # the ZED's 16:9 at twice the input width
     expected = Preprocessor(modalities, (64, 96))(scene.frame)
     for name in modalities:
         np.testing.assert_array_equal(sample["inputs"][name].numpy(), expected[name][0].astype(np.float32))
@@ -293,6 +293,25 @@ def test_synthetic_matches_the_node_preprocessing():
     np.testing.assert_array_equal(sample["labels"].numpy(), labels)
     assert sample["meta"] == {"dataset": "synthetic", "id": "6", "condition": "night"}
     assert ds.units["depth"] == "metres"
+
+
+def test_synthetic_drive_frames_are_sim_sensors_drives_outside_its_default_seed():
+    modalities = ("rgb", "depth", "thermal")
+    ds = build_dataset("synthetic", None, "train", modalities, (64, 96), frames=5, seed=5, conditions=["fog"],
+                       drive_share=0.6, drive_frames=2, drive_stride=4)
+    assert ds.ids == ["5", "6", "drive500005-0", "drive500005-4", "drive500006-0"]
+    stream = SceneStream(500_005, width=192, height=108, conditions=("fog",))
+    first = next(stream)
+    stream.skip(3)
+    fifth = next(stream)
+    for index, scene in ((2, first), (3, fifth)):
+        sample = ds[index]
+        expected = Preprocessor(modalities, (64, 96))(scene.frame)
+        for name in modalities:
+            np.testing.assert_array_equal(sample["inputs"][name].numpy(), expected[name][0].astype(np.float32))
+        assert sample["meta"]["condition"] == "fog"
+    with pytest.raises(DatasetError, match="drive_share"):
+        build_dataset("synthetic", None, "train", modalities, (64, 96), drive_share=1.5)
 
 
 def test_synthetic_splits_disparity_and_options():
