@@ -1,6 +1,6 @@
 """What each sensor buys: a modality ablation on synthetic scenes (a benchmark script, not a test).
 
-    python -m training.ablation --out runs/ablation            # ~25 min on a 2-core CPU with the defaults
+    python -m training.ablation --out runs/ablation --threads 1   # ~35 min on a 2-core CPU with the defaults
 
 Trains the same small network, with the same budget (optimiser steps, batch,
 input size, seed), on rgb / rgb+depth / rgb+depth+thermal, and once more on
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.ablation", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/ablation"), help="where models and results go")
     p.add_argument("--train-frames", type=int, default=400, help="synthetic training scenes (default 400)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per model (default 8)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs per model (default 20)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--input-size", type=int, nargs=2, default=(160, 288), metavar=("H", "W"))
     p.add_argument("--width-mult", type=float, default=0.5, help="MobileNetV3-Small width (default 0.5)")
@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reuse", action="store_true", help="reuse models already trained under --out")
+    p.add_argument("--summarize", action="store_true", help="only print the figures of --out/results.json")
     p.add_argument("--only", nargs="+", choices=[v.key for v in VARIANTS], help="run only these variants")
     return p.parse_args(argv)
 
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     from road_seg_core.engines import create_engine
 
     args = parse_args(argv)
+    if args.summarize:  # re-print a finished run's figures
+        saved = json.loads((args.out / "results.json").read_text())
+        print(format_summary(summarize(saved["results"]), saved["results"], saved["budget"]))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = [v for v in VARIANTS if not args.only or v.key in args.only]
@@ -147,6 +152,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         full = results[key]["full"]
         return full["by_condition"][condition]["iou"][cls] if condition else full["per_class"][cls]["iou"]
 
+    def removed_iou(key: str, modality: str, cls: str) -> float | None:
+        if key not in results or modality not in results[key].get("removed", {}):
+            return None
+        return results[key]["removed"][modality]["per_class"][cls]["iou"]
+
     def miou(key: str) -> float | None:
         return results[key]["full"]["miou"] if key in results else None
 
@@ -159,7 +169,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "miou": {k: miou(k) for k in ("rgb", "rgb+depth", "rgb+depth+thermal", "rgb+depth+thermal+dropout")},
         "negative_obstacle_iou": {"without_depth": iou("rgb", "negative_obstacle"),
-                                  "with_depth": iou("rgb+depth", "negative_obstacle")},
+                                  "with_depth": iou("rgb+depth", "negative_obstacle"),
+                                  "tri_modal": iou("rgb+depth+thermal", "negative_obstacle"),
+                                  "tri_modal_depth_removed": removed_iou("rgb+depth+thermal", "depth",
+                                                                         "negative_obstacle"),
+                                  "tri_modal_thermal_removed": removed_iou("rgb+depth+thermal", "thermal",
+                                                                           "negative_obstacle")},
         "positive_obstacle_iou_night": {"without_thermal": iou("rgb+depth", "positive_obstacle", "night"),
                                         "with_thermal": iou("rgb+depth+thermal", "positive_obstacle", "night")},
         "positive_obstacle_iou": {k: iou(k, "positive_obstacle") for k in ("rgb", "rgb+depth", "rgb+depth+thermal")},
@@ -179,7 +194,8 @@ def format_summary(summary: dict[str, Any], results: dict[str, Any], budget: str
              f"mIoU                          rgb {f(m['rgb'])} | rgb+depth {f(m['rgb+depth'])} | "
              f"rgb+depth+thermal {f(m['rgb+depth+thermal'])} | +modality dropout {f(m['rgb+depth+thermal+dropout'])}",
              f"negative-obstacle IoU         without depth {f(neg['without_depth'])} -> with depth "
-             f"{f(neg['with_depth'])}",
+             f"{f(neg['with_depth'])} (rgb -> rgb+depth); rgb+depth+thermal {f(neg['tri_modal'])}, with depth "
+             f"down {f(neg['tri_modal_depth_removed'])}, with thermal down {f(neg['tri_modal_thermal_removed'])}",
              f"positive-obstacle IoU, night  without thermal {f(night['without_thermal'])} -> with thermal "
              f"{f(night['with_thermal'])}",
              "positive-obstacle IoU         " + " | ".join(

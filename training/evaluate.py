@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drive", action="store_true",
                         help="synthetic: successive frames of one drive (SceneStream, like sim_sensors) "
                              "instead of independent scenes")
+    parser.add_argument("--drop", default="",
+                        help="synthetic: comma-separated sensors that are down (e.g. thermal): fed as the node "
+                             "feeds a missing sensor")
     parser.add_argument("--params", type=Path,
                         help="node parameter file (config/perception.yaml) whose preprocessing to use")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
@@ -85,12 +88,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dataset == "synthetic":
             conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
+            drop = tuple(m.strip() for m in args.drop.split(",") if m.strip())
             result = evaluate_synthetic(engine, frames=args.frames, seed=args.seed, width=args.width,
                                         height=args.height, conditions=conditions, drive=args.drive,
-                                        preprocess=_preprocess_config(args.params), progress=not args.quiet)
+                                        preprocess=_preprocess_config(args.params), progress=not args.quiet,
+                                        drop=drop)
             header.update(split=f"seeds {args.seed}..{args.seed + args.frames - 1}" if not args.drive
                           else f"drive seed {args.seed}", frames=args.frames, conditions=list(conditions),
-                          resolution=[args.height, args.width])
+                          resolution=[args.height, args.width], sensors_down=list(drop))
         else:
             if not args.root:
                 print(f"road-seg evaluate: --root is required for --dataset {args.dataset}", file=sys.stderr)
@@ -141,13 +146,13 @@ def synthetic_scenes(frames: int, seed: int, width: int, height: int, conditions
 
 def evaluate_synthetic(engine: Any, frames: int, seed: int, width: int = 1280, height: int = 720,
                        conditions: Sequence[str] = ("day", "night", "fog"), drive: bool = False,
-                       preprocess: Any = None, progress: bool = False) -> dict[str, Any]:
-    """Metrics of `engine` on freshly rendered synthetic frames, overall and per condition."""
+                       preprocess: Any = None, progress: bool = False, drop: Sequence[str] = ()) -> dict[str, Any]:
+    """Metrics of `engine` on freshly rendered synthetic frames, overall and per condition (`drop`: sensors down)."""
     if frames < 1:
         raise ValueError(f"--frames must be >= 1, got {frames}")
     scenes = _progress(synthetic_scenes(frames, seed, width, height, conditions, drive), frames, "evaluate",
                        progress)
-    return evaluate_scenes(engine, scenes, preprocess)
+    return evaluate_scenes(engine, scenes, preprocess, drop)
 
 
 def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
@@ -209,6 +214,8 @@ def evaluate_split(engine: Any, dataset: str, root: str, split: str, options: di
     ds = build_dataset(dataset, root, split, modalities=tuple(meta.modalities), input_size=tuple(meta.input_size),
                        augment=False, **options)
     space = getattr(ds, "eval_space", None)
+    if space is not None and tuple(space.class_names) == tuple(meta.class_names):
+        space = None  # the node's own classes (synthetic, folder): no separate dataset space
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          collate_fn=_collate_for(meta))
     node = ConfusionMatrix(len(meta.class_names), meta.class_names)
