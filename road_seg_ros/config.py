@@ -64,6 +64,9 @@ class SyncSettings:
     queue_size: int = 10
     slop: float = 0.05  # seconds; a ZED at 60 Hz and a Boson at 30 Hz need about half a Boson period
     offsets: SyncOffsets = field(default_factory=SyncOffsets)
+    #: Seconds (of left-image stamps) an input other than the left may be silent before sets go on without it
+    #: (the model sees it as absent); 0 waits for every input forever, as message_filters does.
+    sensor_timeout: float = 1.0
 
 
 @dataclass
@@ -152,8 +155,8 @@ def validate(cfg: PerceptionConfig) -> None:
             raise ValueError(f"qos.{name}.reliability must be reliable or best_effort, got {q.reliability!r}")
         if q.depth < 1:
             raise ValueError(f"qos.{name}.depth must be >= 1")
-    if cfg.sync.queue_size < 1 or cfg.sync.slop <= 0:
-        raise ValueError("sync.queue_size must be >= 1 and sync.slop > 0")
+    if cfg.sync.queue_size < 1 or cfg.sync.slop <= 0 or cfg.sync.sensor_timeout < 0:
+        raise ValueError("sync.queue_size must be >= 1, sync.slop > 0 and sync.sensor_timeout >= 0")
     if len(cfg.thermal.homography) != 9:
         raise ValueError("thermal.homography needs 9 values (3x3, row-major)")
 

@@ -46,12 +46,16 @@ def build_diagnostics(stats: NodeStats, node: Any, stamp) -> DiagnosticArray:
         _kv("backend", node.engine.backend),
         _kv("device", node.engine.device),
         _kv("sync", node.sync_impl),
+        _kv("sensors_down", ",".join(node.sensors_down)),
     ]
     status.values = values
     if not received_any:
         status.level, status.message = DiagnosticStatus.WARN, "no input received yet"
     elif out_rate == 0.0:
         status.level, status.message = DiagnosticStatus.WARN, "inputs arrive but no output in the last seconds"
+    elif node.sensors_down:
+        status.level, status.message = (DiagnosticStatus.WARN, f"running without {', '.join(node.sensors_down)} "
+                                        f"(silent > {node.cfg.sync.sensor_timeout:g} s)")
     elif rejected_total:
         status.level, status.message = DiagnosticStatus.OK, f"running; {rejected_total} input messages rejected"
     else:

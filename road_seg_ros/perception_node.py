@@ -1,10 +1,11 @@
 """perception_node: synchronised ZED stereo / depth / thermal in, drivable-area and obstacle masks out.
 
 A thin node over road_seg_core: subscriptions validate and decode each
-message, a synchroniser (message_filters when installed, road_seg_core's
-otherwise) groups them, the newest set goes to one worker thread that runs
-`SegmentationPipeline`, and the outputs are published with the left image's
-header. Nothing here knows about the network.
+message, a synchroniser groups them (road_seg_core's, which goes on without a
+sensor that has gone silent; message_filters where that is switched off), the
+newest set goes to one worker thread that runs `SegmentationPipeline`, and the
+outputs are published with the left image's header. Nothing here knows about
+the network.
 """
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ from road_seg_core.frames import SensorFrame
 from road_seg_core.handoff import LatestSlot
 from road_seg_core.image_codec import ImageFormatError
 from road_seg_core.pipeline import SegmentationPipeline
-from road_seg_core.sync import ApproximateTimeSynchronizer
+from road_seg_core.sensor_timeout import TolerantSynchronizer
 from road_seg_core.telemetry import NodeStats
 from road_seg_ros.config import NODE_NAME, PerceptionConfig
 from road_seg_ros.conversions import array_to_image, image_to_array, intrinsics_from_camera_info
 from road_seg_ros.diagnostics import build_diagnostics
 from road_seg_ros.frame_assembly import DecodedInput, assemble_frame, check_encoding, disparity_intrinsics
-from road_seg_ros.inputs import InputPlan, InputRejected, StartupError, plan_inputs
+from road_seg_ros.inputs import InputPlan, InputRejected, StartupError, build_synchronizer, plan_inputs
 
 
 @dataclass
@@ -56,31 +57,31 @@ def qos_profile(reliability: str, depth: int) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=rel)
 
 
-def make_feeder(n: int, cfg: PerceptionConfig, keys: tuple[str, ...],
-                callback: Callable[..., None]) -> tuple[Callable[[int, Received], None], str]:
-    """A function feeding input i into the synchroniser, and the synchroniser's name.
+def make_feeder(plan: InputPlan, cfg: PerceptionConfig, callback: Callable[..., None]
+                ) -> tuple[Callable[[int, Received], None], str, TolerantSynchronizer | None]:
+    """A function feeding input i into the synchroniser, the synchroniser's name, and the sensor-timeout wrapper.
 
-    Uses message_filters' ApproximateTimeSynchronizer when it is installed and no per-input
-    offsets are configured (it has none); road_seg_core's synchroniser otherwise.
+    Uses message_filters' ApproximateTimeSynchronizer when it is installed, no per-input offsets are configured
+    (it has none) and `sync.sensor_timeout` is 0 (it waits for every input); road_seg_core's otherwise.
     """
-    offsets = [float(getattr(cfg.sync.offsets, k)) for k in keys]
-    if not any(offsets):
+    offsets = [float(getattr(cfg.sync.offsets, k)) for k in plan.keys]
+    if not any(offsets) and cfg.sync.sensor_timeout <= 0:
         try:
             import message_filters  # type: ignore
         except ImportError:
             message_filters = None
         if message_filters is not None:
-            filters = [message_filters.SimpleFilter() for _ in range(n)]
+            filters = [message_filters.SimpleFilter() for _ in plan.keys]
             sync = message_filters.ApproximateTimeSynchronizer(filters, cfg.sync.queue_size, cfg.sync.slop)
             sync.registerCallback(callback)
-            return (lambda i, item: filters[i].signalMessage(item)), "message_filters"
-    core = ApproximateTimeSynchronizer(n, cfg.sync.queue_size, cfg.sync.slop, offsets)
+            return (lambda i, item: filters[i].signalMessage(item)), "message_filters", None
+    core = build_synchronizer(plan, cfg)
 
     def feed(i: int, item: Received) -> None:
         for matched in core.add(i, stamp_ns(item.header.stamp), item):
             callback(*matched)
 
-    return feed, "road_seg_core"
+    return feed, "road_seg_core", core if isinstance(core, TolerantSynchronizer) else None
 
 
 class PerceptionNode(Node):
@@ -107,8 +108,8 @@ class PerceptionNode(Node):
         self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        self._feed, self.sync_impl = make_feeder(len(self.plan.sync_inputs), self.cfg, self.plan.keys,
-                                                 self._on_synchronised)
+        self._feed, self.sync_impl, self._tolerant = make_feeder(self.plan, self.cfg, self._on_synchronised)
+        self._down_logged: tuple[str, ...] = ()
         self._subs = []
         for index, inp in enumerate(self.plan.sync_inputs):
             q = getattr(self.cfg.qos, inp.key)
@@ -216,8 +217,13 @@ class PerceptionNode(Node):
         if "left_info" in info and "right_info" in info:
             intrinsics = intrinsics_from_camera_info(info["left_info"], info["right_info"])
         topics = {**{i.key: i.topic for i in self.plan.sync_inputs}, "left_info": self.cfg.topics.left_info}
-        return assemble_frame({key: item.decoded for key, item in zip(self.plan.keys, items)}, topics,
-                              intrinsics, self.plan.needs_camera_info)
+        return assemble_frame({key: item.decoded for key, item in zip(self.plan.keys, items) if item is not None},
+                              topics, intrinsics, self.plan.needs_camera_info)
+
+    @property
+    def sensors_down(self) -> tuple[str, ...]:
+        """Inputs the synchroniser currently goes on without (`sync.sensor_timeout`)."""
+        return self._tolerant.down_names if self._tolerant is not None else ()
 
     def _publish(self, header: Header, masks) -> None:
         self.pub_drivable.publish(array_to_image(masks.drivable, "mono8", header))
@@ -233,6 +239,14 @@ class PerceptionNode(Node):
 
     # -- diagnostics --------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        down = self.sensors_down
+        if down != self._down_logged:
+            if down:
+                self.get_logger().warning(f"running without {', '.join(down)}: no message for more than "
+                                          f"{self.cfg.sync.sensor_timeout:g} s; the model sees it as absent")
+            else:
+                self.get_logger().info("every input is present again")
+            self._down_logged = down
         msg = build_diagnostics(self.stats, self, self.get_clock().now().to_msg())
         self.pub_diag.publish(msg)
 

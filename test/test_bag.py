@@ -1,6 +1,7 @@
 """`road-seg sim` and `road-seg eval-bag`: bags in both storages, metrics equal to road_seg_core's, output bags."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import closing
 from pathlib import Path
@@ -14,7 +15,7 @@ from road_seg_core.engines import create_engine
 from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_ros.bag import msgs
-from road_seg_ros.bag.bagio import open_reader
+from road_seg_ros.bag.bagio import open_reader, open_writer
 from road_seg_ros.bag.groundtruth import GroundTruthError, check_labels
 from road_seg_ros.bag.record import CONDITION_TOPIC, GT_TOPIC, SimRecording
 from road_seg_ros.bag.replay import BagReplay
@@ -281,6 +282,37 @@ def test_sync_drops_sets_whose_thermal_was_dropped(tmp_path, node_cfg, pipeline)
         stamps = [r.frame.stamp_ns for r in replay.frames()]
     assert stamps == expected
     assert replay.sync.stats.matched == len(expected)
+
+
+def _copy_without(src: Path, dst: Path, topic: str, after_ns: int) -> None:
+    """Copy a bag, leaving out `topic`'s messages logged after `after_ns` (a sensor that died)."""
+    with closing(open_reader(src)) as reader:
+        writer = open_writer(dst, "mcap")
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=msgs.TYPESTORE) for c in reader.connections}
+        for conn, log_ns, raw in reader.messages():
+            if not (conn.topic == topic and log_ns > after_ns):
+                writer.write(conns[conn.id], log_ns, raw)
+        writer.close()
+
+
+def test_replay_goes_on_without_a_thermal_camera_that_went_silent(tmp_path, node_cfg, pipeline):
+    """As the node does (sync.sensor_timeout): once thermal is silent that long, sets go on without it."""
+    full, bag = tmp_path / "full", tmp_path / "thermal_dies"
+    assert main(["sim", "--record", str(full), "--frames", "16", "--width", str(WIDTH), "--height", str(HEIGHT),
+                 "--seed", str(SEED), "--storage", "mcap", "--no-progress"]) == 0
+    left = [msgs.stamp_ns(m.header) for topic, _, _, m in _read(full) if topic == T.left]
+    _copy_without(full, bag, T.thermal, after_ns=left[4] - 1)  # thermal's last message: frame 3's
+    cfg = dataclasses.replace(node_cfg, sync=dataclasses.replace(node_cfg.sync, sensor_timeout=0.25))
+    plan = plan_inputs(pipeline.modalities, cfg)
+    with closing(open_reader(bag)) as reader:
+        replay = BagReplay(reader, cfg, plan, pipeline)
+        frames = list(replay.frames())
+    # frames 0..3 with thermal; 4, 5 wait for it (within 0.25 s of frame 3) and are lost; 6..15 go on without it
+    assert [f.frame.stamp_ns for f in frames] == left[:4] + left[6:]
+    assert all(f.frame.thermal is not None for f in frames[:4])
+    assert all(f.frame.thermal is None and f.frame.depth is not None for f in frames[4:])
+    assert replay.sync.down_names == ("thermal",)
+    assert replay.sync.substituted[plan.keys.index("thermal")] == 10
 
 
 # -- errors -------------------------------------------------------------------------------------------------------

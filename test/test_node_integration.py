@@ -117,6 +117,28 @@ def test_bad_input_is_rejected_and_masks_keep_flowing(ros_domain, bin_dir, tiny_
         collector.close()
 
 
+def test_a_silent_thermal_camera_does_not_stop_the_masks(ros_domain, bin_dir, tiny_checkpoint, tmp_path):
+    """sim_sensors never publishes thermal: after sync.sensor_timeout the node runs without it and says so."""
+    plan = perception_plan(model=str(tiny_checkpoint), with_sim=True,
+                           sim_parameters={**SIM, "drop_rate.thermal": 1.0},
+                           node_parameters={"device": "cpu", "threads": 1, "sync.sensor_timeout": 0.5})
+    collector = Collector(ros_domain, {OUT["drivable"]: Image, "/diagnostics": DiagnosticArray})
+    try:
+        with ProcessGroup.from_plan(plan, bin_dir, tmp_path) as procs:
+            assert collector.wait_for(lambda: collector.count(OUT["drivable"]) >= 10, 90, procs), procs.logs()
+
+            def warned() -> bool:
+                statuses = [s for m in collector.messages["/diagnostics"] for s in m.status
+                            if s.name.startswith("road_seg")]
+                return bool(statuses) and "running without thermal" in statuses[-1].message
+
+            assert collector.wait_for(warned, 10, procs), _diag_values(collector)
+            assert _diag_values(collector)["sensors_down"] == "thermal"
+            assert "running without thermal" in procs.logs()
+    finally:
+        collector.close()
+
+
 def _run_node(bin_dir: str, model: str, extra: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     spec = perception_plan(model=model, node_parameters={"device": "cpu", **(extra or {})})[0]
     return subprocess.run(spec.to_command(bin_dir), capture_output=True, text=True, timeout=timeout)

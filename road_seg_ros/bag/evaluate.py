@@ -177,6 +177,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "sync": {"implementation": "road_seg_core", "queue_size": cfg.sync.queue_size, "slop_s": cfg.sync.slop,
                      "topics": [i.topic for i in plan.sync_inputs],
                      "offsets_s": [float(getattr(cfg.sync.offsets, k)) for k in plan.keys],
+                     "sensor_timeout_s": cfg.sync.sensor_timeout,
+                     "sets_without": {k: n for k, n in zip(plan.keys, getattr(replay.sync, "substituted", ()))
+                                      if n},
                      "stats": replay.sync.stats.as_dict()},
             "ground_truth": gt_source.description if gt_source is not None else None,
             "counts": {**replay.counters.as_dict(), "evaluated_frames": board.evaluated,

@@ -90,8 +90,8 @@ class SimRecording:
             unknown = sorted(set(table) - set(keys))
             if unknown:
                 raise ValueError(f"{name}: unknown input(s) {unknown}; known: {', '.join(keys)}")
-        if any(v < 0 for v in self.jitter_ms.values()) or any(not 0 <= v < 1 for v in self.drop_rate.values()):
-            raise ValueError("jitter must be >= 0 ms and drop rates in [0, 1)")
+        if any(v < 0 for v in self.jitter_ms.values()) or any(not 0 <= v <= 1 for v in self.drop_rate.values()):
+            raise ValueError("jitter must be >= 0 ms and drop rates in [0, 1] (1: a dead sensor)")
 
     @property
     def condition_run(self) -> int:

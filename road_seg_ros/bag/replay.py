@@ -2,8 +2,8 @@
 
 Messages are delivered in recording order, as `ros2 bag play` would publish
 them, to the same steps perception_node runs: decode and check each message
-(rejects counted per topic and reason), feed road_seg_core's
-`ApproximateTimeSynchronizer` with the node's queue size, slop and offsets,
+(rejects counted per topic and reason), feed the node's synchroniser
+(`inputs.build_synchronizer`: queue size, slop, offsets, sensor timeout),
 assemble each synchronised set with `frame_assembly`, run
 `SegmentationPipeline`. Unlike the node, no set is ever superseded while the
 model is busy: offline there is time for every one, which is what the node
@@ -21,12 +21,11 @@ from rosbags.rosbag2 import Reader
 from road_seg_core.frames import SensorFrame
 from road_seg_core.image_codec import ImageFormatError
 from road_seg_core.pipeline import PipelineResult, SegmentationPipeline
-from road_seg_core.sync import ApproximateTimeSynchronizer
 from road_seg_ros.bag import msgs
 from road_seg_ros.bag.bagio import connections
 from road_seg_ros.config import PerceptionConfig
 from road_seg_ros.frame_assembly import DecodedInput, assemble_frame, check_encoding
-from road_seg_ros.inputs import InputPlan, InputRejected
+from road_seg_ros.inputs import InputPlan, InputRejected, build_synchronizer
 
 
 @dataclass
@@ -78,8 +77,7 @@ class BagReplay:
         self.topics = {i.key: i.topic for i in plan.sync_inputs}
         self.topics["left_info"] = cfg.topics.left_info
         self.counters = ReplayCounters()
-        offsets = [float(getattr(cfg.sync.offsets, k)) for k in plan.keys]
-        self.sync = ApproximateTimeSynchronizer(len(plan.sync_inputs), cfg.sync.queue_size, cfg.sync.slop, offsets)
+        self.sync = build_synchronizer(plan, cfg)  # the node's policy, sensor_timeout included
         # Every topic is checked before anything runs, so a wrong --params fails at once, naming the bag's topics.
         self._index: dict[str, int] = {}
         self._conns = []
@@ -125,7 +123,7 @@ class BagReplay:
                     yield replayed
 
     def _run(self, items: tuple[_Item, ...]) -> ReplayedFrame | None:
-        by_key = dict(zip(self.plan.keys, items))
+        by_key = {k: it for k, it in zip(self.plan.keys, items) if it is not None}  # None: input down
         t0 = time.perf_counter()
         try:
             frame = assemble_frame({k: it.decoded for k, it in by_key.items()}, self.topics,
@@ -143,7 +141,8 @@ class BagReplay:
         t2 = time.perf_counter()
         result = self.pipeline.run(frame, with_overlay=self.with_overlay)
         t3 = time.perf_counter()
-        timings = {"decode": sum(it.decode_ms for it in items), "convert": (t1 - t0) * 1e3, **result.timings_ms}
+        timings = {"decode": sum(it.decode_ms for it in by_key.values()), "convert": (t1 - t0) * 1e3,
+                   **result.timings_ms}
         timings["total"] = timings["decode"] + timings["convert"] + (t3 - t2) * 1e3
         left = by_key["left"]
         return ReplayedFrame(frame, result, left.log_ns, left.raw, timings)
