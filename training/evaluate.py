@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conditions", default="day,night,fog",
                         help="synthetic: conditions cycled over the frames (default day,night,fog)")
     parser.add_argument("--drive", action="store_true",
-                        help="synthetic: successive frames of one drive (SceneStream, like sim_sensors) "
-                             "instead of independent scenes")
+                        help="synthetic: successive frames of one drive (SceneStream, as sim_sensors renders them) "
+                             "instead of independent scenes; --conditions are cycled in equal blocks")
     parser.add_argument("--drop", default="",
                         help="synthetic: comma-separated sensors that are down (e.g. thermal): fed as the node "
                              "feeds a missing sensor")
