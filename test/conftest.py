@@ -14,7 +14,8 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-_domains = itertools.count((os.getpid() * 7) % 60 + 10)
+# ROAD_SEG_TEST_DOMAIN_BASE pins the first id, so parallel runs on one machine can be given disjoint ranges.
+_domains = itertools.count(int(os.environ.get("ROAD_SEG_TEST_DOMAIN_BASE", (os.getpid() * 7) % 60 + 10)))
 
 
 @pytest.fixture
