@@ -21,7 +21,7 @@ _domains = itertools.count(int(os.environ.get("ROAD_SEG_TEST_DOMAIN_BASE", (os.g
 @pytest.fixture
 def ros_domain(monkeypatch) -> int:
     """A ROS_DOMAIN_ID no other test in this run uses (set in the environment for child processes)."""
-    domain = next(_domains) % 100 + 1
+    domain = next(_domains) % 200 + 1
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     return domain
 
