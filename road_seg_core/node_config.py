@@ -3,6 +3,13 @@
 The bag evaluator reads config/perception.yaml through `PerceptionConfig.from_yaml`
 without ROS, so the topics and sync settings it evaluates are the car's.
 Parameter names are the dotted paths of the tree (e.g. `topics.left`, `sync.slop`).
+
+One validation style: every section validates itself when it is constructed
+(`__post_init__`, ValueError naming the field and the value), and `from_flat`
+builds the tree by constructing each section from the parameters, prefixing
+the error with the section's path, so a bad value is one line naming the
+parameter. Thermal settings are `thermal.ThermalConfig` itself (parameters
+`thermal.range` = `fixed_range`, `thermal.homography` = 9 values, row-major).
 """
 from __future__ import annotations
 
@@ -13,28 +20,26 @@ from typing import Any
 import yaml
 
 from road_seg_core.preprocess import PreprocessConfig
+from road_seg_core.sensor_spec import Topics
 from road_seg_core.thermal import ThermalConfig
 
 NODE_NAME = "road_seg"
+RELIABILITIES = ("reliable", "best_effort")
+PRECISIONS = ("", "fp32", "fp16", "int8")
 
-
-@dataclass
-class Topics:
-    """Input topics; defaults are the ZED ROS 2 wrapper v5 names and a FLIR Boson driver."""
-
-    left: str = "/zed/zed_node/left/color/rect/image"
-    right: str = "/zed/zed_node/right/color/rect/image"
-    depth: str = "/zed/zed_node/depth/depth_registered"
-    disparity: str = "/zed/zed_node/disparity/map"
-    left_info: str = "/zed/zed_node/left/color/rect/camera_info"
-    right_info: str = "/zed/zed_node/right/color/rect/camera_info"
-    thermal: str = "/flir_boson/image_raw"
+__all__ = ["NODE_NAME", "PerceptionConfig", "QosSettings", "SyncOffsets", "SyncSettings", "TopicQos", "Topics"]
 
 
 @dataclass
 class TopicQos:
     reliability: str = "reliable"  # "reliable" | "best_effort"
     depth: int = 2
+
+    def __post_init__(self) -> None:
+        if self.reliability not in RELIABILITIES:
+            raise ValueError(f"reliability must be reliable or best_effort, got {self.reliability!r}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
 
 
 @dataclass
@@ -68,14 +73,13 @@ class SyncSettings:
     #: (the model sees it as absent); 0 waits for every input forever, as message_filters does.
     sensor_timeout: float = 1.0
 
-
-@dataclass
-class ThermalSettings:
-    mode: str = "percentile"  # "fixed" (radiometric counts) | "percentile" (per frame)
-    range: list[float] = field(default_factory=lambda: [7000.0, 9000.0])
-    percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
-    # 3x3, row-major, thermal pixel -> left image pixel
-    homography: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
+        if not self.slop > 0:
+            raise ValueError(f"slop must be > 0 s, got {self.slop}")
+        if not self.sensor_timeout >= 0:
+            raise ValueError(f"sensor_timeout must be >= 0 s, got {self.sensor_timeout}")
 
 
 @dataclass
@@ -95,15 +99,19 @@ class PerceptionConfig:
     topics: Topics = field(default_factory=Topics)
     qos: QosSettings = field(default_factory=QosSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
-    thermal: ThermalSettings = field(default_factory=ThermalSettings)
+    thermal: ThermalConfig = field(default_factory=ThermalConfig)
+
+    def __post_init__(self) -> None:
+        self.preprocess_config()  # raises on a bad depth source / depth range
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be empty, fp32, fp16 or int8, got {self.precision!r}")
+        if self.precision == "int8" and self.backend != "tensorrt":
+            raise ValueError("precision int8 needs backend tensorrt")
 
     # -- conversions --------------------------------------------------------------------------------------------
     def preprocess_config(self) -> PreprocessConfig:
-        t = self.thermal
-        thermal = ThermalConfig(mode=t.mode, fixed_range=tuple(t.range), percentiles=tuple(t.percentiles),
-                                homography=[list(map(float, t.homography[i:i + 3])) for i in (0, 3, 6)])
         return PreprocessConfig(depth_source=self.depth_source, min_depth_m=self.min_depth,
-                                max_depth_m=self.max_depth, thermal=thermal)
+                                max_depth_m=self.max_depth, thermal=self.thermal)
 
     def engine_options(self) -> dict[str, Any]:
         """Backend-specific keyword arguments for road_seg_core.engines.create_engine."""
@@ -122,14 +130,12 @@ class PerceptionConfig:
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> "PerceptionConfig":
-        cfg = cls()
-        known = cfg.flat()
-        for name, value in values.items():
+        """Build and validate from ROS parameter values (any subset; the rest keep their defaults)."""
+        known = cls().flat()
+        for name in values:
             if name not in known:
                 raise ValueError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}")
-            _set_path(cfg, name.split("."), value)
-        validate(cfg)
-        return cfg
+        return _build(cls(), values, "")
 
     @classmethod
     def from_yaml(cls, path: str | Path, node_name: str = NODE_NAME) -> "PerceptionConfig":
@@ -143,29 +149,63 @@ class PerceptionConfig:
         return cls.from_flat(_flatten_dict(params))
 
 
-def validate(cfg: PerceptionConfig) -> None:
-    cfg.preprocess_config()  # raises on bad depth source / ranges
-    if cfg.precision not in ("", "fp32", "fp16", "int8"):
-        raise ValueError(f"precision must be empty, fp32, fp16 or int8, got {cfg.precision!r}")
-    if cfg.precision == "int8" and cfg.backend != "tensorrt":
-        raise ValueError("precision int8 needs backend tensorrt")
-    for name in ("left", "right", "depth", "disparity", "thermal"):
-        q = getattr(cfg.qos, name)
-        if q.reliability not in ("reliable", "best_effort"):
-            raise ValueError(f"qos.{name}.reliability must be reliable or best_effort, got {q.reliability!r}")
-        if q.depth < 1:
-            raise ValueError(f"qos.{name}.depth must be >= 1")
-    if cfg.sync.queue_size < 1 or cfg.sync.slop <= 0 or cfg.sync.sensor_timeout < 0:
-        raise ValueError("sync.queue_size must be >= 1, sync.slop > 0 and sync.sensor_timeout >= 0")
-    if len(cfg.thermal.homography) != 9:
-        raise ValueError("thermal.homography needs 9 values (3x3, row-major)")
+# -- parameters <-> the tree ----------------------------------------------------------------------------------------
+def _params_of(section: Any) -> dict[str, Any]:
+    """A section's parameters (name within the section -> value or sub-section), in declaration order."""
+    if isinstance(section, ThermalConfig):
+        return {"mode": section.mode, "range": list(section.fixed_range), "percentiles": list(section.percentiles),
+                "min_span": float(section.min_span),
+                "homography": [float(v) for row in section.homography for v in row]}
+    return {f.name: getattr(section, f.name) for f in fields(section)}
+
+
+def _construct(default: Any, values: dict[str, Any]) -> Any:
+    if isinstance(default, ThermalConfig):
+        h = values["homography"]
+        if len(h) != 9:
+            raise ValueError(f"homography needs 9 values (3x3, row-major), got {len(h)}")
+        return ThermalConfig(mode=values["mode"], fixed_range=values["range"], percentiles=values["percentiles"],
+                             min_span=values["min_span"], homography=[h[0:3], h[3:6], h[6:9]])
+    return type(default)(**values)
+
+
+def _build(default: Any, flat: dict[str, Any], prefix: str) -> Any:
+    values: dict[str, Any] = {}
+    for name, current in _params_of(default).items():
+        key = prefix + name
+        if is_dataclass(current):
+            values[name] = _build(current, flat, key + ".")
+        else:
+            values[name] = _coerce(current, flat[key], key) if key in flat else current
+    try:
+        return _construct(default, values)
+    except ValueError as exc:
+        if prefix and not str(exc).startswith(prefix):
+            raise ValueError(f"{prefix}{exc}") from None
+        raise
+
+
+def _coerce(current: Any, value: Any, key: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            return bool(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, (list, tuple)):
+            return [float(v) for v in value]
+        if isinstance(current, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a {type(current).__name__}, got {value!r}") from None
+    return value
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        key = f"{prefix}{f.name}"
+    for name, value in _params_of(obj).items():
+        key = f"{prefix}{name}"
         if is_dataclass(value):
             out.update(_flatten(value, key + "."))
         else:
@@ -182,20 +222,3 @@ def _flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def _set_path(obj: Any, path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        obj = getattr(obj, part)
-    current = getattr(obj, path[-1])
-    if isinstance(current, bool):
-        value = bool(value)
-    elif isinstance(current, float):
-        value = float(value)
-    elif isinstance(current, int):
-        value = int(value)
-    elif isinstance(current, list):
-        value = [float(v) for v in value]
-    elif isinstance(current, str):
-        value = str(value)
-    setattr(obj, path[-1], value)
