@@ -64,16 +64,33 @@ class SyncOffsets:
     thermal: float = 0.0
 
 
+SYNC_POLICIES = ("left", "approximate")
+
+
 @dataclass
 class SyncSettings:
+    #: "left": every left image gets a set, inputs that do not join in time are absent (road_seg_core.left_sync);
+    #: "approximate": message_filters' ApproximateTimeSynchronizer rule, a set only when every input matches.
+    policy: str = "left"
     queue_size: int = 10
     slop: float = 0.05  # seconds; a ZED at 60 Hz and a Boson at 30 Hz need about half a Boson period
     offsets: SyncOffsets = field(default_factory=SyncOffsets)
     #: Seconds (of left-image stamps) an input other than the left may be silent before sets go on without it
-    #: (the model sees it as absent); 0 waits for every input forever, as message_filters does.
+    #: (the model sees it as absent); 0: never (the approximate policy then waits for every input forever, as
+    #: message_filters does).
     sensor_timeout: float = 1.0
+    #: "left" policy: stamp time a set waits for inputs that have not joined; 0 = 0.75 of the left image period.
+    max_wait: float = 0.0
+    #: "left" policy: an input's stamp further than this from the left clock is impossible and rejected.
+    stamp_window: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.policy not in SYNC_POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(SYNC_POLICIES)}, got {self.policy!r}")
+        if not self.max_wait >= 0:
+            raise ValueError(f"max_wait must be >= 0 s, got {self.max_wait}")
+        if not self.stamp_window > 0:
+            raise ValueError(f"stamp_window must be > 0 s, got {self.stamp_window}")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
         if not self.slop > 0:

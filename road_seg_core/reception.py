@@ -23,6 +23,7 @@ from road_seg_core.frame_assembly import DecodedInput, assemble_frame, check_enc
 from road_seg_core.frames import SensorFrame, StereoIntrinsics
 from road_seg_core.image_codec import ImageFormatError, decode_image
 from road_seg_core.input_plan import InputPlan, InputRejected
+from road_seg_core.left_sync import LeftDrivenSynchronizer
 from road_seg_core.node_config import PerceptionConfig
 from road_seg_core.sensor_spec import CameraInfoError, check_camera_info, disparity_intrinsics, \
     intrinsics_from_camera_info, stamp_ns
@@ -39,12 +40,22 @@ def image_array(msg: Any) -> np.ndarray:
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
-def build_synchronizer(plan: InputPlan, cfg: PerceptionConfig) -> ApproximateTimeSynchronizer | TolerantSynchronizer:
+Synchronizer = LeftDrivenSynchronizer | ApproximateTimeSynchronizer | TolerantSynchronizer
+
+
+def build_synchronizer(plan: InputPlan, cfg: PerceptionConfig,
+                       on_reject: Callable[[int, Any, str], None] | None = None) -> Synchronizer:
     """The node's synchronisation policy over `plan`'s inputs (every caller of `Reception` gets this one).
 
-    With `sync.sensor_timeout` > 0, inputs other than the left may go down without stopping the output.
+    `sync.policy` "left" (default): `LeftDrivenSynchronizer`, a set per left image. "approximate":
+    message_filters' rule; with `sync.sensor_timeout` > 0 inputs other than the left may go down without
+    stopping the output (`TolerantSynchronizer`).
     """
     offsets = [float(getattr(cfg.sync.offsets, k)) for k in plan.keys]
+    s = cfg.sync
+    if s.policy == "left":
+        return LeftDrivenSynchronizer(plan.keys, s.slop, offsets, max_wait_s=s.max_wait, stamp_window_s=s.stamp_window,
+                                      sensor_timeout_s=s.sensor_timeout, queue_size=s.queue_size, on_reject=on_reject)
     sync = ApproximateTimeSynchronizer(len(plan.sync_inputs), cfg.sync.queue_size, cfg.sync.slop, offsets)
     if cfg.sync.sensor_timeout <= 0 or len(plan.keys) == 1:
         return sync
@@ -101,7 +112,7 @@ class Reception:
         self.decode_pixels = decode_pixels
         self.stats = stats if stats is not None else NodeStats()
         self.on_reject = on_reject
-        self.sync = build_synchronizer(plan, cfg)
+        self.sync = build_synchronizer(plan, cfg, self._sync_rejected)
         self.topics: dict[str, str] = {i.key: i.topic for i in plan.sync_inputs}
         self.topics["left_info"] = cfg.topics.left_info
         self.topics["right_info"] = cfg.topics.right_info
@@ -142,6 +153,15 @@ class Reception:
             with self.stats.lock:
                 self.stats.synchronised += len(sets)
         return sets
+
+    def _sync_rejected(self, index: int, item: Received, reason: str) -> None:
+        self.reject(item.topic, reason, f"stamp {item.decoded.stamp_ns} ns is more than {self.cfg.sync.stamp_window:g} s "
+                                        "from the left image clock")
+
+    def flush(self) -> list[SyncedSet]:
+        """Release the sets still waiting (the end of a bag); the left policy only, others hold none."""
+        flush = getattr(self.sync, "flush", None)
+        return [SyncedSet(self.plan.keys, tuple(m)) for m in flush()] if flush else []
 
     def _decode(self, key: str, topic: str, msg: Any, stamp: int) -> DecodedInput:
         image = msg.image if key == "disparity" else msg
@@ -186,7 +206,13 @@ class Reception:
     @property
     def sensors_down(self) -> tuple[str, ...]:
         """Inputs the synchroniser currently goes on without (`sync.sensor_timeout`)."""
-        return self.sync.down_names if isinstance(self.sync, TolerantSynchronizer) else ()
+        return getattr(self.sync, "down_names", ())
+
+    @property
+    def missing(self) -> dict[str, int]:
+        """Per input other than the left: sets that went without it."""
+        counts = getattr(self.sync, "substituted", None) or [0] * len(self.plan.keys)
+        return {k: int(n) for k, n in zip(self.plan.keys[1:], counts[1:])}
 
     def describe(self) -> dict[str, Any]:
         """The synchronisation policy in effect: equal for equal plans and configurations."""
@@ -195,4 +221,7 @@ class Reception:
                                "queue_size": sync.queue_size, "slop_s": sync.slop_s, "offsets_s": sync.offsets_s}
         if isinstance(self.sync, TolerantSynchronizer):
             out.update(required=self.sync.required, timeout_ns=self.sync.timeout_ns)
+        if isinstance(self.sync, LeftDrivenSynchronizer):
+            out.update(max_wait_s=sync.max_wait_s, stamp_window_s=sync.stamp_window_s,
+                       sensor_timeout_s=sync.sensor_timeout_s)
         return out

@@ -268,7 +268,13 @@ def test_gt_dir_scores_only_annotated_frames(bags, tiny_checkpoint, tmp_path, di
     assert metrics["metrics"]["miou"] == expected["miou"]
 
 
+def _policy(cfg: PerceptionConfig, policy: str, **sync) -> PerceptionConfig:
+    return dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, policy=policy, **sync))
+
+
 def test_sync_drops_sets_whose_thermal_was_dropped(tmp_path, node_cfg, pipeline):
+    """The approximate (message_filters) policy: a left image whose thermal was lost gets no set."""
+    node_cfg = _policy(node_cfg, "approximate")
     bag = tmp_path / "dropping"
     assert _sim(bag, "mcap", "--drop-rate", "thermal=0.4", "--jitter-ms", "thermal=5,depth=2") == 0
     msgs_by_topic: dict[str, list[int]] = {}
@@ -304,17 +310,45 @@ def test_replay_goes_on_without_a_thermal_camera_that_went_silent(tmp_path, node
                  "--seed", str(SEED), "--storage", "mcap", "--no-progress"]) == 0
     left = [stamp_ns(m.header) for topic, _, _, m in _read(full) if topic == T.left]
     _copy_without(full, bag, T.thermal, after_ns=left[4] - 1)  # thermal's last message: frame 3's
-    cfg = dataclasses.replace(node_cfg, sync=dataclasses.replace(node_cfg.sync, sensor_timeout=0.25))
+    cfg = _policy(node_cfg, "approximate", sensor_timeout=0.25)
     plan = plan_inputs(pipeline.modalities, cfg)
     with closing(open_reader(bag)) as reader:
         replay = BagReplay(reader, cfg, plan, pipeline)
         frames = list(replay.frames())
-    # frames 0..3 with thermal; 4, 5 wait for it (within 0.25 s of frame 3) and are lost; 6..15 go on without it
+    # approximate policy: frames 0..3 with thermal; 4, 5 wait for it (within 0.25 s of frame 3) and are lost; 6..15 go on without it
     assert [f.frame.stamp_ns for f in frames] == left[:4] + left[6:]
     assert all(f.frame.thermal is not None for f in frames[:4])
     assert all(f.frame.thermal is None and f.frame.depth is not None for f in frames[4:])
     assert replay.sync.down_names == ("thermal",)
     assert replay.sync.substituted[plan.keys.index("thermal")] == 10
+
+    with closing(open_reader(bag)) as reader:  # the default, left-driven policy loses no left image
+        replay = BagReplay(reader, _policy(node_cfg, "left", sensor_timeout=0.25), plan, pipeline)
+        frames = list(replay.frames())
+    assert [f.frame.stamp_ns for f in frames] == left
+    assert all(f.frame.thermal is not None for f in frames[:4])
+    assert all(f.frame.thermal is None and f.frame.depth is not None for f in frames[4:])
+    assert replay.sync.down_names == ("thermal",)
+    assert replay.sync.substituted[plan.keys.index("thermal")] == 12
+
+
+def test_left_policy_gives_every_left_image_a_frame_and_absent_thermal_where_it_was_lost(tmp_path, node_cfg,
+                                                                                          pipeline):
+    bag = tmp_path / "dropping"
+    assert _sim(bag, "mcap", "--drop-rate", "thermal=0.4", "--jitter-ms", "thermal=5,depth=2") == 0
+    by_topic: dict[str, list[int]] = {}
+    for topic, _, _, msg in _read(bag):
+        if hasattr(msg, "header"):
+            by_topic.setdefault(topic, []).append(stamp_ns(msg.header))
+    thermal = np.array(by_topic[T.thermal])
+    with closing(open_reader(bag)) as reader:
+        replay = BagReplay(reader, node_cfg, plan_inputs(pipeline.modalities, node_cfg), pipeline)
+        frames = list(replay.frames())
+    assert node_cfg.sync.policy == "left"
+    assert [f.frame.stamp_ns for f in frames] == by_topic[T.left]
+    for f in frames:
+        assert (f.frame.thermal is not None) == bool(np.min(np.abs(thermal - f.frame.stamp_ns)) < 50_000_000)
+    assert replay.sync.stats.missing[2] == FRAMES - len(thermal)
 
 
 # -- errors -------------------------------------------------------------------------------------------------------

@@ -121,6 +121,10 @@ class BagReplay:
                 replayed = self._run(synced)
                 if replayed is not None:
                     yield replayed
+        for synced in self.reception.flush():  # the bag's last left images: nothing else will come for them
+            replayed = self._run(synced)
+            if replayed is not None:
+                yield replayed
 
     def _run(self, synced: SyncedSet) -> ReplayedFrame | None:
         t0 = time.perf_counter()
