@@ -187,6 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thermal-drop", default="0,0.3", help="sim_sensors thermal drop rates for the live runs")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME=VALUE",
                         help="node parameter for the live runs (repeatable), e.g. qos.thermal.reliability=reliable")
+    parser.add_argument("--dds-profile", default="", metavar="XML",
+                        help="Fast DDS profile for the live runs' processes (e.g. config/fastdds_large_images.xml)")
     parser.add_argument("--duration", type=float, default=20.0, help="steady-state seconds per live run")
     parser.add_argument("--soak", type=float, default=0.0, metavar="MIN",
                         help="also run a memory soak this long (10 Hz 640x360) and print the node's RSS slope")
@@ -254,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                               f"{', '.join(f'{k}={v}' for k, v in node_params.items())})", flush=True)
                         report["reception"].append(bench_live.reception_run(
                             checkpoint, node_backend, node_device, rate, args.duration, size, cache_dir, log_dir,
-                            drop, node_params))
+                            drop, node_params, args.dds_profile or None))
         if args.soak > 0:
             print(f"[soak] {args.soak:g} min at 10 Hz 640x360 ({node_backend})", flush=True)
             report["soak"] = bench_live.soak_run(checkpoint, node_backend, node_device, args.soak, args.soak_warmup,

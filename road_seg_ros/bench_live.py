@@ -66,8 +66,10 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def ros_env(domain: int, cache_dir: str | None) -> dict[str, str]:
+def ros_env(domain: int, cache_dir: str | None, dds_profile: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if dds_profile:
+        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(Path(dds_profile).resolve())
     env["ROS_DOMAIN_ID"] = str(domain)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if cache_dir:
@@ -172,17 +174,18 @@ def live_plan(checkpoint: str, backend: str, device: str, rate: float, sensor_si
 
 def reception_run(checkpoint: str, backend: str, device: str, rate: float, duration: float,
                   sensor_size: tuple[int, int], cache_dir: str | None, log_dir: Path, thermal_drop: float = 0.0,
-                  node_parameters: dict | None = None, startup_timeout: float = 180.0) -> dict[str, Any]:
+                  node_parameters: dict | None = None, dds_profile: str | None = None,
+                  startup_timeout: float = 180.0) -> dict[str, Any]:
     """sim_sensors -> perception_node for `duration` s of steady state: where every left image went."""
     domain = random.randint(201, 230)
     plan = live_plan(checkpoint, backend, device, rate, sensor_size, thermal_drop, node_parameters=node_parameters)
     commands = [(spec.name, spec.to_command(find_bin_dir())) for spec in plan]
     listener = Listener(domain)
     result: dict[str, Any] = {"rate_hz": rate, "sensor_size": list(sensor_size), "thermal_drop": thermal_drop,
-                              "node_parameters": node_parameters or {}, "backend": backend, "device": device,
-                              "domain_id": domain}
+                              "node_parameters": node_parameters or {}, "dds_profile": dds_profile or "",
+                              "backend": backend, "device": device, "domain_id": domain}
     try:
-        with ProcessGroup(commands, log_dir, ros_env(domain, cache_dir)) as procs:
+        with ProcessGroup(commands, log_dir, ros_env(domain, cache_dir, dds_profile)) as procs:
             error = _start(listener, procs, startup_timeout)
             if error:
                 result["error"] = error
@@ -303,7 +306,8 @@ def format_reception(runs: list[dict[str, Any]]) -> list[str]:
              f"{'CPU ms':>7}"]
     for r in runs:
         h, w = r["sensor_size"]
-        params = ",".join(f"{k}={v}" for k, v in r.get("node_parameters", {}).items())[:27]
+        params = ",".join([f"{k}={v}" for k, v in r.get("node_parameters", {}).items()]
+                          + (["dds:" + Path(r["dds_profile"]).stem] if r.get("dds_profile") else []))[:27]
         head = f"{r['rate_hz']:>5g} {f'{w}x{h}':>9} {r['thermal_drop']:>7g} {params:<28}"
         if "error" in r:
             lines.append(head + "error: " + r["error"][:300])
