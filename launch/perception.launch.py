@@ -1,5 +1,5 @@
 """ros2 launch road_seg_ros perception.launch.py [params_file:=...] [model:=...] [use_sim_time:=true]
-[namespace:=...] [with_sim:=true]
+[namespace:=...] [with_sim:=true] [dds_profile:=default|none|FILE]
 
 The processes come from road_seg_core.launch_plan, which the demo and the tests use too.
 """
@@ -16,6 +16,9 @@ ARGUMENTS = {
     "use_sim_time": ("false", "use /clock, e.g. with `ros2 bag play --clock`"),
     "namespace": ("", "namespace of the perception node"),
     "with_sim": ("false", "also start sim_sensors (synthetic ZED + Boson)"),
+    "dds_profile": ("default", "Fast DDS profile of the started processes: default = config/fastdds_large_images.xml "
+                               "(shared memory for 720p images; unless FASTRTPS_DEFAULT_PROFILES_FILE is set), none, "
+                               "or a file"),
 }
 
 
@@ -27,10 +30,12 @@ def _nodes(context, *args, **kwargs):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     plan = perception_plan(params_file=arg["params_file"], model=arg["model"],
                            use_sim_time=_truthy(arg["use_sim_time"]), namespace=arg["namespace"],
-                           with_sim=_truthy(arg["with_sim"]))
+                           with_sim=_truthy(arg["with_sim"]),
+                           dds_profile=None if arg["dds_profile"] == "default" else arg["dds_profile"])
     # The perception node ending (e.g. a model that cannot load) ends the launch: nothing is left to serve.
     return [Node(package=PACKAGE, executable=p.executable, name=p.name, namespace=p.namespace or None,
                  parameters=[*p.params_files, p.parameters], output="screen", emulate_tty=True,
+                 additional_env=p.env or None,
                  **({"on_exit": Shutdown(reason=f"{p.name} exited")} if p.executable == "perception_node" else {}))
             for p in plan]
 
