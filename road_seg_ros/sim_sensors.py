@@ -78,6 +78,8 @@ class SimSensors(Node):
         width, height = int(p("width", 1280).value), int(p("height", 720).value)
         seed = int(p("seed", 0).value)
         conditions = tuple(p("conditions", ["day", "night", "fog"]).value)
+        frames_per_condition = int(p("frames_per_condition", 10).value)  # 0: one condition, drawn by the seed
+        showcase = bool(p("showcase", True).value)  # kerbed street, every obstacle kind every 25 m
         loop_frames = int(p("loop_frames", 30).value)  # pre-rendered and cycled, so 60 Hz is reachable on a CPU
         self.max_frames = int(p("max_frames", 0).value)  # 0 = run until stopped
         self.publish_disparity = bool(p("publish_disparity", False).value)
@@ -98,7 +100,8 @@ class SimSensors(Node):
             "left_info": self.create_publisher(CameraInfo, topics.left_info, qos),
             "right_info": self.create_publisher(CameraInfo, topics.right_info, qos),
         }
-        stream = SceneStream(seed=seed, width=width, height=height, conditions=conditions)
+        stream = SceneStream(seed=seed, width=width, height=height, conditions=conditions,
+                             frames_per_condition=frames_per_condition or None, showcase=showcase)
         count = loop_frames if loop_frames > 0 else 1
         self.frames = [encode_scene(next(stream), self.publish_disparity) for _ in range(count)]
         self.stream = None if loop_frames > 0 else stream

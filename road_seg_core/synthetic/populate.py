@@ -107,7 +107,8 @@ class Placer:
         return True
 
 
-def _vehicle_shape(rng: np.random.Generator) -> tuple[str, float, float, float]:
+def vehicle_shape(rng: np.random.Generator) -> tuple[str, float, float, float]:
+    """Kind, length, width and height of a vehicle (cars most often, now and then a truck)."""
     kind = str(rng.choice(["car", "suv", "van", "truck"], p=[0.55, 0.25, 0.13, 0.07]))
     length, width, height = {
         "car": (rng.uniform(3.8, 4.8), rng.uniform(1.7, 1.9), rng.uniform(1.4, 1.55)),
@@ -116,6 +117,49 @@ def _vehicle_shape(rng: np.random.Generator) -> tuple[str, float, float, float]:
         "truck": (rng.uniform(7.0, 10.0), rng.uniform(2.3, 2.5), rng.uniform(3.0, 3.6)),
     }[kind]
     return kind, float(length), float(width), float(height)
+
+
+def make_vehicle(rng: np.random.Generator, z: float, s: float, shape: tuple[str, float, float, float],
+                 direction: int, speed: float, engine: bool) -> Vehicle:
+    """A vehicle at its place: paint and (when parked) a skew are drawn here, after the place was drawn."""
+    kind, length, width, height = shape
+    paint = _CAR_PAINTS[int(rng.integers(len(_CAR_PAINTS)))]
+    return Vehicle(
+        z=z, s=float(s), length=length, width=width, height=height, kind=kind, colour=_rgb(rng, paint, 0.08),
+        direction=direction, speed=float(speed), engine_on=bool(engine),
+        yaw_jitter=float(rng.normal(0.0, 0.08 if speed == 0 else 0.02)))
+
+
+def make_pedestrian(rng: np.random.Generator, z: float, s: float, height: float, walking: bool) -> Pedestrian:
+    """A pedestrian at its place: clothes, gait and (walking along the road, else standing) heading."""
+    clothes = [_CLOTHES[int(i)] for i in rng.integers(len(_CLOTHES), size=2)]
+    speed = float(rng.choice([-1, 1]) * rng.uniform(0.8, 1.6)) if walking else 0.0
+    heading = (0.0 if speed > 0 else math.pi) if speed else float(rng.uniform(-math.pi, math.pi))
+    return Pedestrian(
+        z=z, s=s, height=height, radius=float(rng.uniform(0.16, 0.21)) * height / 1.75,
+        shirt=_rgb(rng, clothes[0], 0.1), trousers=_rgb(rng, clothes[1], 0.1),
+        skin=_SKINS[int(rng.integers(len(_SKINS)))], speed=speed, heading=heading,
+        stride_phase=float(rng.uniform(0, 2 * math.pi)), short_sleeves=bool(rng.random() < 0.4))
+
+
+def pothole_shape(rng: np.random.Generator, crack: bool) -> tuple[float, float, float, float]:
+    """Semi-axes across / along the road, depth and angle (m, rad): a round pothole or an elongated crack."""
+    if crack:
+        a, b, depth = rng.uniform(0.15, 0.25), rng.uniform(1.2, 3.0), rng.uniform(0.08, 0.15)
+        angle = float(rng.choice([0.0, math.pi / 2]) + rng.normal(0.0, 0.4))
+    else:
+        a, b, depth = rng.uniform(0.5, 1.3), rng.uniform(0.5, 1.7), rng.uniform(0.12, 0.3)
+        angle = float(rng.uniform(-0.5, 0.5))
+    return float(a), float(b), float(depth), angle
+
+
+def make_pothole(rng: np.random.Generator, z: float, s: float, shape: tuple[float, float, float, float]) -> Pothole:
+    """A pothole of `shape` (from `pothole_shape`) at its place: wetness, darkening and an irregular rim."""
+    a, b, depth, angle = shape
+    return Pothole(
+        z=z, s=s, a=a, b=b, angle=angle, depth=depth, wet=bool(rng.random() < 0.4),
+        darkening=float(rng.uniform(0.0, 0.03)),
+        wobble=(float(rng.uniform(0.0, 0.15)), float(rng.integers(2, 6)), float(rng.uniform(0, 6.3))))
 
 
 def populate(layout: Layout, rng: np.random.Generator, z_lo: float, z_hi: float, rates: dict[str, float],
@@ -133,7 +177,8 @@ def populate(layout: Layout, rng: np.random.Generator, z_lo: float, z_hi: float,
         return float(z_lo + span * rng.random() ** rates.get(key + "_bias", 1.0))
 
     for _ in range(count("vehicle")):
-        kind, length, width, height = _vehicle_shape(rng)
+        shape = vehicle_shape(rng)
+        kind, length, width, height = shape
         z = draw_z("vehicle") + 0.5 * length
         mode = rng.random()
         if mode < 0.28 and road.lanes >= 2:
@@ -155,11 +200,7 @@ def populate(layout: Layout, rng: np.random.Generator, z_lo: float, z_hi: float,
                 speed = rng.uniform(8.0, 16.0)
             speed, engine = max(float(speed), 0.0), True
         if placer.claim(z, s, 0.5 * length, 0.5 * width, static=speed == 0):
-            paint = _CAR_PAINTS[int(rng.integers(len(_CAR_PAINTS)))]
-            layout.vehicles.append(Vehicle(
-                z=z, s=float(s), length=length, width=width, height=height, kind=kind, colour=_rgb(rng, paint, 0.08),
-                direction=direction, speed=float(speed), engine_on=bool(engine),
-                yaw_jitter=float(rng.normal(0.0, 0.08 if speed == 0 else 0.02))))
+            layout.vehicles.append(make_vehicle(rng, z, s, shape, direction, speed, engine))
 
     for _ in range(count("pedestrian")):
         z = draw_z("pedestrian")
@@ -175,14 +216,7 @@ def populate(layout: Layout, rng: np.random.Generator, z_lo: float, z_hi: float,
             continue
         height = float(rng.uniform(1.5, 1.92))
         if placer.claim(z, s, 0.35, 0.35):
-            clothes = [_CLOTHES[int(i)] for i in rng.integers(len(_CLOTHES), size=2)]
-            speed = float(rng.choice([-1, 1]) * rng.uniform(0.8, 1.6)) if abs(s) > hw else 0.0
-            heading = (0.0 if speed > 0 else math.pi) if speed else float(rng.uniform(-math.pi, math.pi))
-            layout.pedestrians.append(Pedestrian(
-                z=z, s=s, height=height, radius=float(rng.uniform(0.16, 0.21)) * height / 1.75,
-                shirt=_rgb(rng, clothes[0], 0.1), trousers=_rgb(rng, clothes[1], 0.1),
-                skin=_SKINS[int(rng.integers(len(_SKINS)))], speed=speed, heading=heading,
-                stride_phase=float(rng.uniform(0, 2 * math.pi)), short_sleeves=bool(rng.random() < 0.4)))
+            layout.pedestrians.append(make_pedestrian(rng, z, s, height, walking=abs(s) > hw))
 
     for _ in range(count("cone_group")):
         z0 = draw_z("cone_group")
@@ -202,24 +236,15 @@ def populate(layout: Layout, rng: np.random.Generator, z_lo: float, z_hi: float,
                 layout.cones.append(TrafficCone(z=z, s=s, height=height, radius=height * 0.28))
 
     for _ in range(count("pothole")):
-        crack = rng.random() < 0.22
-        if crack:
-            a, b, depth = rng.uniform(0.15, 0.25), rng.uniform(1.2, 3.0), rng.uniform(0.08, 0.15)
-            angle = float(rng.choice([0.0, math.pi / 2]) + rng.normal(0.0, 0.4))
-        else:
-            a, b, depth = rng.uniform(0.5, 1.3), rng.uniform(0.5, 1.7), rng.uniform(0.12, 0.3)
-            angle = float(rng.uniform(-0.5, 0.5))
-        reach = max(a, b) + 0.15
+        shape = pothole_shape(rng, crack=rng.random() < 0.22)
+        reach = max(shape[0], shape[1]) + 0.15
         if hw - reach <= 0:
             continue
         z = draw_z("pothole")
         s = float(rng.uniform(-hw + reach, hw - reach))
         if placer.free(z, s, reach, reach):
             placer.footprints.append((z, s, reach, reach))
-            layout.potholes.append(Pothole(
-                z=z, s=s, a=float(a), b=float(b), angle=angle, depth=float(depth), wet=bool(rng.random() < 0.4),
-                darkening=float(rng.uniform(0.0, 0.03)),
-                wobble=(float(rng.uniform(0.0, 0.15)), float(rng.integers(2, 6)), float(rng.uniform(0, 6.3)))))
+            layout.potholes.append(make_pothole(rng, z, s, shape))
 
 
 def populate_background(layout: Layout, rng: np.random.Generator, z_lo: float, z_hi: float) -> None:

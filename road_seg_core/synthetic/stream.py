@@ -11,6 +11,8 @@ from .conditions import CONDITION_WEIGHTS, CONDITIONS, Look, check_condition, ma
 from .populate import DRIVE_RATES, Placer, make_layout, populate, populate_background, populate_hills
 from .render import SyntheticScene, check_size, render_frame, seed_streams
 from .scene import compile_scene
+from .showcase import (SHOWCASE_FIRST_M, SHOWCASE_LEAD_M, SHOWCASE_RATES, SHOWCASE_SPACING_M,
+                       place_showcase_set, showcase_layout)
 
 
 class SceneStream:
@@ -23,11 +25,15 @@ class SceneStream:
     `conditions` by the seed (weighted like `render_scene`'s default: day is most common), or, with
     `frames_per_condition`, cycles through `conditions` in order. `stamp_ns` advances by 1/fps per frame and
     `frame.extras` carries `frame_index` and `ego_z_m` (distance driven).
+
+    `showcase` (sim_sensors' default drive) makes the road a kerbed two-way street and adds one obstacle of each
+    kind every `showcase.SHOWCASE_SPACING_M` (see `road_seg_core.synthetic.showcase`), so a few seconds of it,
+    cycled through the conditions, show everything; without it drives are as random as the seed makes them.
     """
 
     def __init__(self, seed: int, width: int = 640, height: int = 360, conditions: Sequence[str] = ("day",),
                  fps: float = 15.0, speed_mps: float | None = None, frames_per_condition: int | None = None,
-                 num_frames: int | None = None):
+                 num_frames: int | None = None, showcase: bool = False):
         check_size(width, height)
         conditions = tuple(conditions)
         if not conditions:
@@ -47,7 +53,8 @@ class SceneStream:
         self.conditions = conditions
         weights = np.array([CONDITION_WEIGHTS[CONDITIONS.index(c)] for c in conditions])
         self._drive_condition = conditions[int(cond_rng.choice(len(conditions), p=weights / weights.sum()))]
-        self.layout = make_layout(layout_rng)
+        self.showcase = bool(showcase)
+        self.layout = showcase_layout(layout_rng) if self.showcase else make_layout(layout_rng)
         self.speed = float(speed_mps if speed_mps is not None else layout_rng.uniform(7.0, 15.0))
         self._placer = Placer(self.layout, keep_ego_lane_clear=True)
         self._wobble = layout_rng.uniform(0, 2 * math.pi, 3)
@@ -56,6 +63,8 @@ class SceneStream:
         self.frame_index = 0
         self._populated_to = 4.0
         self._background_to = -10.0
+        self._showcase_to = SHOWCASE_FIRST_M if self.showcase else math.inf  # where the next scripted set goes
+        self._rates = SHOWCASE_RATES if self.showcase else DRIVE_RATES
         populate_hills(self.layout, layout_rng, 0.0)
         self._extend()
 
@@ -76,7 +85,10 @@ class SceneStream:
         ahead = self.ego_z + 110.0
         while self._populated_to < ahead:
             z0 = self._populated_to
-            populate(self.layout, self._rng, z0, z0 + 20.0, DRIVE_RATES, self._placer, ego_speed=self.speed)
+            while self._showcase_to < z0 + SHOWCASE_LEAD_M:  # scripted sets claim their places first
+                place_showcase_set(self.layout, self._rng, self._showcase_to, self._placer)
+                self._showcase_to += SHOWCASE_SPACING_M
+            populate(self.layout, self._rng, z0, z0 + 20.0, self._rates, self._placer, ego_speed=self.speed)
             self._populated_to += 20.0
         while self._background_to < self.ego_z + 140.0:
             populate_background(self.layout, self._rng, self._background_to, self._background_to + 20.0)
