@@ -9,8 +9,8 @@ exists in colour. Scenes depend only on the seed (not the image size), so one se
 Modules, in the order a frame is made: `world` (what a scene contains), `populate` (drawing it from a seed),
 `conditions` (day / night / fog looks), `materials`, `camera` (stereo rig and rays), `primitives`, `scene`
 (one frame's world compiled for ray casting), `raycast` (geometry), `render_rgb` / `render_thermal` /
-`render_depth` (the sensors), `render` (one frame; `render_scene`), `stream` (drives), `noise` (shared random
-fields).
+`render_depth` (the sensors), `render` (one frame; `render_scene`), `stream` (drives), `showcase` (the scripted
+drive sim_sensors plays by default), `noise` (shared random fields).
 """
 from .camera import BASELINE_M, FRAME_ID
 from .conditions import CONDITIONS

@@ -20,19 +20,20 @@ SHOWCASE_FIRST_M = 5.0
 #: Scripted sets are placed this far ahead of the random population, so random objects (a cone group reaches
 #: about 36 m past its first cone) never take their places.
 SHOWCASE_LEAD_M = 60.0
-#: Where each scripted object goes, metres past the start of its set (apart enough that no claim can fail).
+#: Where each scripted object goes, metres past the start of its set: far enough apart that they do not block
+#: each other's places (only the oncoming vehicle may, rarely, yield to a large pothole).
 _POTHOLE_OFFSETS_M = (0.0, 12.5)
 _PEDESTRIAN_OFFSET_M = 6.0
 _CONE_OFFSETS_M = (16.0, 18.5, 21.0)
 _VEHICLE_OFFSET_M = 22.0
 #: Random obstacles per metre around the scripted sets: sparser than a plain drive's (`populate.DRIVE_RATES`), so a
-#: showcase frame holds about as many objects, and costs about as much to render, as a plain one.
+#: showcase frame holds not many more objects, and costs not much more to render, than a plain one.
 SHOWCASE_RATES = {"vehicle": 0.03, "pedestrian": 0.015, "pothole": 0.01}
 
 
 def showcase_layout(rng: np.random.Generator) -> Layout:
     """The first layout the seed draws that can show everything: a kerbed street with an oncoming lane."""
-    for _ in range(1000):  # about a third of layouts qualify
+    for _ in range(1000):  # over a third of layouts qualify
         layout = make_layout(rng)
         if layout.road.kerb and layout.road.oncoming_lanes >= 1:
             return layout
