@@ -10,8 +10,8 @@ import torch
 
 from road_seg_core.engines import create_engine
 from road_seg_core.engines.base import EngineError
-from road_seg_core.engines.tensorrt_engine import engine_filename, engine_key, sidecar_path
-from road_seg_core.export import sensor_like_inputs
+from road_seg_core.export.engine_cache import engine_filename, engine_key, sidecar_path
+from road_seg_core.export.exporter import sensor_like_inputs
 from tiny_models import TINY, save_calibrated
 
 BASE = dict(onnx_sha256="ab" * 32, trt_version="10.3.0", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0",
@@ -28,7 +28,7 @@ def test_every_key_component_changes_the_engine_file_name():
 
 
 def test_unknown_precision_is_refused():
-    with pytest.raises(EngineError, match="precision"):
+    with pytest.raises(ValueError, match="precision"):
         engine_key(**{**BASE, "precision": "fp8"})
 
 

@@ -2,7 +2,7 @@
 
 On a CPU it is the fastest backend (graph-level fusion of conv+BN+activation,
 no Python in the loop), and it needs no torch when given a ``.onnx`` file: the
-file's road_seg metadata describes the model (`road_seg_core.export`). Given a
+file's road_seg metadata describes the model (`road_seg_core.export.onnx_format`). Given a
 ``.pt`` checkpoint it exports it once into the cache, keyed by the checkpoint's
 hash, and loads that.
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from road_seg_core.engines.base import EngineError, InferenceEngine, ModelMeta
-from road_seg_core.export import OUTPUT_NAME, ExportError, OnnxInfo, cached_onnx, read_onnx_info
+from road_seg_core.export.engine_cache import cached_onnx
+from road_seg_core.export.onnx_format import OUTPUT_NAME, ExportError, OnnxInfo, read_onnx_info
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

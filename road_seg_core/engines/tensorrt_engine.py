@@ -24,29 +24,28 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from road_seg_core.atomic import atomic_write_bytes
 from road_seg_core.engines.base import EngineError, InferenceEngine, ModelMeta
-from road_seg_core.export import (
-    OUTPUT_NAME,
-    ExportError,
-    OnnxInfo,
-    atomic_write_bytes,
-    cache_dir,
+from road_seg_core.export.engine_cache import (
+    PRECISIONS,
+    SIDECAR_FORMAT,
     cached_onnx,
-    read_onnx_info,
+    engine_key,
+    engine_path,
     sha256_file,
+    sidecar_key,
+    sidecar_path,
 )
+from road_seg_core.export.onnx_format import OUTPUT_NAME, ExportError, OnnxInfo, read_onnx_info
 from road_seg_core.models.config import MODALITY_CHANNELS, ModelConfig
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_BYTES = 2 << 30
-SIDECAR_FORMAT = "road_seg_tensorrt_engine"
 
 
 # -- environment ----------------------------------------------------------------------------------------------------
@@ -99,34 +98,7 @@ def gpu_identity(torch, device) -> dict[str, str]:
     return {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
 
 
-# -- cache keys -----------------------------------------------------------------------------------------------------
-def engine_key(onnx_sha256: str, trt_version: str, gpu: str, compute_capability: str, precision: str,
-               max_batch: int = 1, extra: str = "") -> dict[str, str]:
-    """Everything an engine's validity depends on; all of it goes into the cached file's name."""
-    if precision not in PRECISIONS:
-        raise EngineError(f"unknown TensorRT precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    return {"onnx_sha256": onnx_sha256, "tensorrt": str(trt_version), "gpu": gpu,
-            "compute_capability": compute_capability, "precision": precision, "max_batch": str(int(max_batch)),
-            "extra": extra}
-
-
-def engine_filename(stem: str, key: Mapping[str, str]) -> str:
-    """``<stem>-<onnx hash>-trt<ver>-<gpu>-sm<cc>-<precision>[-b<N>][-<extra hash>].engine``."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", key["gpu"]).strip("-").lower() or "gpu"
-    cc = key["compute_capability"].replace(".", "")
-    parts = [stem, key["onnx_sha256"][:16], f"trt{key['tensorrt']}", gpu, f"sm{cc}", key["precision"]]
-    if key.get("max_batch", "1") != "1":
-        parts.append(f"b{key['max_batch']}")
-    if key.get("extra"):
-        parts.append(hashlib.sha256(key["extra"].encode()).hexdigest()[:8])
-    return "-".join(parts) + ".engine"
-
-
-def sidecar_path(engine_path: str | os.PathLike) -> Path:
-    """The JSON written next to every engine: its cache key and the model metadata."""
-    return Path(str(engine_path) + ".json")
-
-
+# -- cache keys (the key itself: road_seg_core.export.engine_cache) ----------------------------------------------
 def _calibration_digest(batches: list[dict[str, np.ndarray]]) -> str:
     digest = hashlib.sha256()
     for batch in batches:
@@ -192,8 +164,8 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp16", cache: s
         extra.append(f"modelopt:{_modelopt_version()}")
     key = engine_key(sha256_file(onnx_path), trt.__version__, **gpu_identity(torch, torch_device),
                      precision=precision, max_batch=max_batch, extra=";".join(extra))
-    path = cache_dir(cache) / "tensorrt" / engine_filename(onnx_path.stem, key)
-    if not rebuild and path.is_file() and _sidecar_key(path) == key:
+    path = engine_path(onnx_path, key, cache)
+    if not rebuild and path.is_file() and sidecar_key(path) == key:
         return path
 
     started = time.perf_counter()
@@ -217,14 +189,6 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp16", cache: s
     }
     atomic_write_bytes(sidecar_path(path), json.dumps(sidecar, indent=1, sort_keys=True).encode())
     return path
-
-
-def _sidecar_key(engine_path: Path) -> dict[str, str] | None:
-    try:
-        data = json.loads(sidecar_path(engine_path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("key") if data.get("format") == SIDECAR_FORMAT else None
 
 
 def _modelopt_version() -> str:
