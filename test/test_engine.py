@@ -257,3 +257,21 @@ def test_cuda_fp16_agrees_with_cpu(engine, checkpoint_path):
     inputs = frame(batch=2)
     np.testing.assert_allclose(gpu.infer(inputs), engine.infer(inputs), atol=0.05, rtol=0.05)
     assert (gpu.infer_labels(inputs) == engine.infer_labels(inputs)).mean() > 0.99
+
+
+def test_auto_device_with_a_gpu_and_cpu_only_onnxruntime_runs_on_the_cpu(monkeypatch, caplog, checkpoint_path,
+                                                                           tmp_path):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU visible to torch
+    assert engines.resolve_auto_device("auto", "torch") == "cuda"
+    with caplog.at_level("WARNING", logger="road_seg_core.engines"):
+        engine = create_engine(checkpoint_path, backend="onnxruntime", device="auto", cache_dir=tmp_path,
+                               threads=1)
+    assert engine.device == "cpu"
+    lines = [r.getMessage() for r in caplog.records if r.name == "road_seg_core.engines"]
+    assert len(lines) == 1 and "no CUDA provider" in lines[0] and "cpu" in lines[0]
+    with pytest.raises(EngineError, match="no CUDA provider"):  # asked for cuda explicitly: still an error
+        create_engine(checkpoint_path, backend="onnxruntime", device="cuda", cache_dir=tmp_path)

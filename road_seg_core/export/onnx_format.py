@@ -27,6 +27,8 @@ ONNX_FORMAT_VERSION = 1
 #: Opset 17 is what TensorRT 8.6+ and onnxruntime 1.14+ parse fully (LayerNorm-free graph, bilinear Resize).
 DEFAULT_OPSET = 17
 OUTPUT_NAME = "logits"
+#: Output added at load time by `with_labels_output`: uint8 class ids (B, H, W).
+LABELS_NAME = "labels"
 
 _UNITS = {"rgb": "RGB 0..255", "depth": "metres, 0 = no data", "disparity": "pixels at input width, 0 = no data",
           "thermal": "(0, 1], 0 = no data"}
@@ -115,3 +117,26 @@ def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:
     return OnnxInfo(config=config, dynamic=bool(meta.get("dynamic", False)),
                     provenance=dict(meta.get("provenance") or {}),
                     checkpoint_sha256=str(meta.get("checkpoint_sha256", "")), opset=int(meta.get("opset", 0)))
+
+
+def with_labels_output(model: Any) -> Any:
+    """A copy of an exported graph (onnx.ModelProto) with a second output `LABELS_NAME`: the argmax over the
+    classes as uint8 (B, H, W), taken inside the graph, so a runtime on a GPU sends back H*W bytes, not the
+    logits. Runtimes compute only the outputs asked for: asking for `OUTPUT_NAME` alone costs nothing extra.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    if [o.name for o in graph.output] != [OUTPUT_NAME]:
+        raise ExportError(f"expected the single output {OUTPUT_NAME!r}, got {[o.name for o in graph.output]}")
+    dims = [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
+    shape = [dims[0], dims[2], dims[3]] if len(dims) == 4 else None
+    graph.node.extend([
+        helper.make_node("ArgMax", [OUTPUT_NAME], [f"{LABELS_NAME}_int64"], axis=1, keepdims=0),
+        helper.make_node("Cast", [f"{LABELS_NAME}_int64"], [LABELS_NAME], to=TensorProto.UINT8),
+    ])
+    graph.output.append(helper.make_tensor_value_info(LABELS_NAME, TensorProto.UINT8, shape))
+    return out
