@@ -54,6 +54,7 @@ def trt_env(tmp_path_factory):
     return save_calibrated(root / "tiny.pt"), root / "cache"
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("precision, min_agreement, rtol", [("fp32", 0.999, 1e-3), ("fp16", 0.99, 3e-2)])
 def test_tensorrt_matches_torch(trt_env, precision, min_agreement, rtol):
     ckpt, cache = trt_env
@@ -70,6 +71,7 @@ def test_tensorrt_matches_torch(trt_env, precision, min_agreement, rtol):
     assert np.mean(engine.infer_labels(inputs) == reference.infer_labels(inputs)) >= min_agreement
 
 
+@pytest.mark.gpu
 def test_engine_is_built_once_and_stale_engines_are_refused(trt_env):
     ckpt, cache = trt_env
     create_engine(ckpt, backend="tensorrt", device="cuda", precision="fp32", cache_dir=cache)
@@ -87,6 +89,24 @@ def test_engine_is_built_once_and_stale_engines_are_refused(trt_env):
     sidecar_path(stale).write_text(json.dumps(sidecar))
     with pytest.raises(EngineError, match="stale"):
         create_engine(stale, backend="tensorrt", device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_batch_profile_engines_run_batches_and_calibrate_at_batch_one(trt_env, precision):
+    ckpt, cache = trt_env
+    try:
+        engine = create_engine(ckpt, backend="tensorrt", device="cuda", precision=precision, cache_dir=cache,
+                               max_batch=2)
+    except EngineError as exc:
+        if "ModelOpt" in str(exc):
+            pytest.skip(f"TensorRT 11 {precision} needs NVIDIA ModelOpt, absent here")
+        raise
+    reference = create_engine(ckpt, backend="torch", device="cpu")
+    for batch in (1, 2, 3):  # 3 > max_batch: run sample by sample
+        inputs = sensor_like_inputs(TINY.modalities, TINY.input_size, batch=batch, seed=30 + batch)
+        agreement = np.mean(engine.infer_labels(inputs) == reference.infer_labels(inputs))
+        assert agreement >= (0.99 if precision == "fp16" else 0.9)
 
 
 # -- build settings, checked without TensorRT -----------------------------------------------------------------------
