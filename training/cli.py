@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.train", "train a model (writes self-describing .pt checkpoints)"),
     "evaluate": ("training.evaluate", "evaluate a checkpoint on a dataset split; prints JSON metrics"),
     "summary": ("training.summary", "parameters, FLOPs and output shapes of a model config"),
-    "export": ("road_seg_core.export", "export a checkpoint to ONNX or a TensorRT engine"),
+    "export": ("road_seg_core.export_command", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("road_seg_ros.bench", "speed benchmark of backends and the node (not a test)"),
     "sim": ("road_seg_ros.bag.record", "record synthetic drives to a rosbag2 (sqlite3 or MCAP)"),
     "eval-bag": ("road_seg_ros.bag.evaluate", "replay a rosbag through the pipeline: metrics, report, output bag"),

@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from road_seg_core import labels as L
+from road_seg_core.atomic import atomic_open
 from road_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from road_seg_core.models import MODALITY_CHANNELS, ModelConfig, build_model
 from training.config import DatasetSpec, TrainConfig
@@ -510,9 +511,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(), "train_config": self.cfg.to_dict(),
         }
-        tmp = self.out / f".last{STATE_SUFFIX}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / f"last{STATE_SUFFIX}")
+        with atomic_open(self.out / f"last{STATE_SUFFIX}") as handle:
+            torch.save(state, handle)
         if is_best:
             shutil.copyfile(self.result.last_path, self.result.best_path)
 
