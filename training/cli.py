@@ -17,8 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("training.summary", "parameters, FLOPs and output shapes of a model config"),
     "export": ("road_seg_core.export_command", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("road_seg_ros.bench", "speed benchmark of backends and the node (not a test)"),
-    "sim": ("road_seg_ros.bag.record", "record synthetic drives to a rosbag2 (sqlite3 or MCAP)"),
-    "eval-bag": ("road_seg_ros.bag.evaluate", "replay a rosbag through the pipeline: metrics, report, output bag"),
+    "sim": ("road_seg_core.bag.record", "record synthetic drives to a rosbag2 (sqlite3 or MCAP)"),
+    "eval-bag": ("road_seg_core.bag.evaluate", "replay a rosbag through the pipeline: metrics, report, output bag"),
     "demo": ("road_seg_ros.demo", "sim_sensors + perception_node with the bundled model; saves overlays and a summary"),
 }
 
