@@ -17,9 +17,9 @@ import torch
 
 from road_seg_core.checkpoint import load_checkpoint
 from road_seg_core.engines import create_engine
-from training.config import TrainConfig, apply_overrides
-from training.evaluate import evaluate_split, evaluate_synthetic
-from training.train import MixedSampler, ResumeError, Trainer, poly_warmup_factor, train
+from road_seg_training.config import TrainConfig, apply_overrides
+from road_seg_training.evaluate import evaluate_split, evaluate_synthetic
+from road_seg_training.train import MixedSampler, ResumeError, Trainer, poly_warmup_factor, train
 
 REPO = Path(__file__).resolve().parent.parent
 NPO_MINI = REPO.parent / "shared" / "data" / "npo_mini"
@@ -80,7 +80,7 @@ def test_bad_configs_name_the_problem(tmp_path, override, message):
 
 
 def test_shipped_configs_are_valid():
-    for path in sorted((REPO / "training" / "configs").glob("*.yaml")):
+    for path in sorted((REPO / "road_seg_training" / "configs").glob("*.yaml")):
         cfg = TrainConfig.from_yaml(path)
         assert cfg.data.datasets, path
 
@@ -209,7 +209,7 @@ class _Run:
 @pytest.fixture
 def cli(capsys):
     """`road-seg ARGS...` in this process (the entry point's own `main`), returning code and captured output."""
-    from training.cli import main
+    from road_seg_cli.main import main
 
     def call(*args: str) -> _Run:
         capsys.readouterr()
@@ -294,7 +294,7 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     cfg_path.write_text(tiny_config(out, **{"schedule.epochs": 1, "batch_size": 2}).to_yaml())
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "training.cli", "train", "--config", str(cfg_path), "--device", "cpu"],
+                           "-m", "road_seg_cli", "train", "--config", str(cfg_path), "--device", "cpu"],
                           capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     provenance = load_checkpoint(out / "last.pt").provenance
