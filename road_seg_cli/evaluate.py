@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node parameter file (config/perception.yaml) whose preprocessing to use")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="CPU inference threads for torch/onnxruntime (default 1: on a busy CPU, more threads "
+                             "spin against other processes and run several times slower; 0 = the library's choice)")
     parser.add_argument("--batch-size", type=int, default=4, help="dataset splits: batch size (default 4)")
     parser.add_argument("--workers", type=int, default=0, help="dataset splits: loader workers (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = resolve_model(args.checkpoint)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    options = {"threads": args.threads} if args.threads and args.backend in ("torch", "onnxruntime") else {}
     try:
-        engine = create_engine(checkpoint, backend=args.backend, device=args.device)
+        engine = create_engine(checkpoint, backend=args.backend, device=args.device, **options)
     except (EngineError, ValueError) as exc:
         raise UserError(f"--backend {args.backend} --device {args.device}: {exc}") from None
     started = time.perf_counter()

@@ -42,7 +42,7 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
 
 def _check_creatable(folder: Path, flag: str, target: Path | None = None) -> None:
     shown = target if target is not None else folder
-    existing = folder.absolute()
+    existing = folder
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
@@ -51,4 +51,4 @@ def _check_creatable(folder: Path, flag: str, target: Path | None = None) -> Non
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise UserError(f"{flag} {shown}: cannot write in {existing} ({exc.strerror or exc})") from None
+        raise UserError(f"{flag} {shown}: cannot create files in {existing} ({exc.strerror or exc})") from None

@@ -76,6 +76,8 @@ class SegmentationDataset(Dataset):
     #: Disparity values are pixels (rescaled with the image width) rather than per-image relative values.
     disparity_in_pixels: bool = True
     eval_space: label_sets.EvalSpace = label_sets.NODE_SPACE
+    #: Whether frames come from a root folder (all but generated datasets).
+    needs_root: ClassVar[bool] = True
 
     def __init__(self, modalities: Sequence[str], input_size: Sequence[int], augment: bool = False, *,
                  augment_config: AugmentConfig | Mapping[str, Any] | None = None, modality_dropout: float = 0.0,
@@ -105,8 +107,11 @@ class SegmentationDataset(Dataset):
     def declared_units(cls, root: str | Path | None) -> dict[str, str]:
         """modality -> unit of every modality this dataset can deliver, known before reading any frame.
 
-        A model configured from flags alone takes its inputs and normalisation from here.
+        A model configured from flags alone takes its inputs and normalisation from here;
+        a dataset read from disk checks its root folder first.
         """
+        if cls.needs_root:
+            require_root(root, cls.name)
         return {m: cls.units[m] for m in cls.provides}
 
     # -- subclass interface ---------------------------------------------------------------------------------------

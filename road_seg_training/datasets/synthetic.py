@@ -68,6 +68,7 @@ class SyntheticDataset(SegmentationDataset):
 
     name = "synthetic"
     provides = ("rgb", "depth", "disparity", "thermal")
+    needs_root = False
     units = {"rgb": RGB_0_255, "depth": METRES, "disparity": PIXELS, "thermal": UNIT_INTERVAL}
     eval_space = label_sets.NODE_SPACE
     OPTIONS = ("augment_config", "modality_dropout", "dropout_modalities", "ignore_modalities", "frames", "seed",

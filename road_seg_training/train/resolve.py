@@ -126,7 +126,8 @@ def _inputs_from_dataset(data: dict[str, Any], name: str, root: str | None, log:
         defaults = ModelConfig().modalities
         chosen = [m for m in defaults if m in units] or [m for m in units if m in DEFAULT_NORMS][:1]
         model["modalities"] = chosen
-        decided.append(f"model.modalities [{', '.join(chosen)}] (the default inputs it has)")
+        if tuple(chosen) != tuple(defaults):
+            decided.append(f"model.modalities [{', '.join(chosen)}] (the default inputs it has)")
     modalities = model["modalities"] if isinstance(model["modalities"], list) else [model["modalities"]]
     norms = model.setdefault("norms", {})
     if not isinstance(norms, dict):
