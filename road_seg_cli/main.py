@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         return USER_ERROR_EXIT
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `road-seg summary | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

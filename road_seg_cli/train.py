@@ -40,13 +40,17 @@ def run(args: argparse.Namespace) -> int:
     request = TrainRequest(config=args.config, overrides=list(args.overrides), dataset=args.dataset,
                            root=args.root, epochs=args.epochs, out=args.out, batch_size=args.batch_size,
                            device=args.device)
-    cfg = resolve_config(request)
+    notes: list[str] = []
+    cfg = resolve_config(request, log=notes.append)
     if args.print_config:
+        for line in notes:
+            print(f"road-seg train: {line}", file=sys.stderr)
         print(cfg.to_yaml(), end="")
         return 0
     program = Path(sys.argv[0]).name
     shown = "road-seg" if program in ("road-seg", "main.py", "__main__.py", "-m") else program
-    result = train(cfg, resume=args.resume, command=shlex.join([shown, *sys.argv[1:]]), overwrite=args.overwrite)
+    result = train(cfg, resume=args.resume, command=shlex.join([shown, *sys.argv[1:]]), overwrite=args.overwrite,
+                   notes=notes)
     if args.export_bundled and result.is_main:
         import road_seg_core
         from road_seg_core.bundled import BUNDLED_MODEL_NAME

@@ -23,7 +23,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -334,11 +334,13 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train(cfg: TrainConfig, resume: Path | None = None, command: str = "", overwrite: bool = False) -> TrainResult:
+def train(cfg: TrainConfig, resume: Path | None = None, command: str = "", overwrite: bool = False,
+          notes: Sequence[str] = ()) -> TrainResult:
     """Train (or resume) one run into `cfg.out`; returns where the checkpoints are and what happened.
 
     Refuses (UserError) a folder that already holds another run unless `overwrite`;
-    a start that fails before its first checkpoint leaves no folder behind.
+    a start that fails before its first checkpoint leaves no folder behind. `notes`
+    (what configuration decided for the user) go to stderr once the run folder is accepted.
     """
     cfg = cfg.validate()
     if resume is not None:
@@ -347,6 +349,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, command: str = "", overw
     info = init_distributed(device_kind(cfg.device))
     try:
         with RunFolder(Path(cfg.out), overwrite=overwrite, resume=resume, is_main=info.is_main):
+            for line in notes if info.is_main else ():
+                print(f"road-seg train: {line}", file=sys.stderr, flush=True)
             trainer = Trainer(cfg, command=command, dist_info=info)
             if resume:
                 trainer.resume(resume)
