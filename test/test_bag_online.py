@@ -23,7 +23,7 @@ from road_seg_core.input_plan import plan_inputs  # noqa: E402
 from road_seg_core.launch_plan import ProcessSpec, config_dir, perception_plan  # noqa: E402
 from road_seg_core.processes import ProcessGroup  # noqa: E402
 from rosutil import RELIABLE, Collector  # noqa: E402
-from training.cli import main  # noqa: E402
+from road_seg_cli.main import main  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
