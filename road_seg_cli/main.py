@@ -56,17 +56,17 @@ def _summary() -> CommandModule:
 
 
 def _export() -> CommandModule:
-    from road_seg_core import export
-    return export
+    from road_seg_core import export_command
+    return export_command
 
 
 def _sim() -> CommandModule:
-    from road_seg_ros.bag import record
+    from road_seg_core.bag import record
     return record
 
 
 def _eval_bag() -> CommandModule:
-    from road_seg_ros.bag import evaluate
+    from road_seg_core.bag import evaluate
     return evaluate
 
 

@@ -155,7 +155,7 @@ def preprocess_from_params(params: Path | None):
     """Preprocessing of the node parameter file, or the node's defaults."""
     if params is None:
         return None
-    from road_seg_ros.config import PerceptionConfig
+    from road_seg_core.node_config import PerceptionConfig
 
     return PerceptionConfig.from_yaml(params).preprocess_config()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from road_seg_core.atomic import atomic_open
 from road_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from road_seg_core.models import build_model
 from road_seg_training.config import TrainConfig
@@ -141,9 +141,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(), "train_config": self.cfg.to_dict(),
         }
-        tmp = self.out / f".last{STATE_SUFFIX}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / f"last{STATE_SUFFIX}")
+        with atomic_open(self.out / f"last{STATE_SUFFIX}") as handle:
+            torch.save(state, handle)
         if is_best:
             shutil.copyfile(self.result.last_path, self.result.best_path)
 

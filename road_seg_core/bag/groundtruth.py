@@ -25,8 +25,10 @@ from rosbags.rosbag2 import Reader
 
 from road_seg_core import labels as L
 from road_seg_core.image_codec import ImageFormatError
-from road_seg_ros.bag import msgs
-from road_seg_ros.bag.bagio import BagError, connections
+from road_seg_core.bag import msgs
+from road_seg_core.bag.bagio import BagError, connections
+from road_seg_core.reception import image_array
+from road_seg_core.sensor_spec import stamp_ns
 
 GT_ENCODINGS = ("mono8", "8UC1")
 _VALID_IDS = np.zeros(256, bool)
@@ -72,12 +74,12 @@ class TopicGroundTruth:
 
     def add(self, msg) -> None:
         """Store one sensor_msgs/Image (rosbags message) of the topic."""
-        stamp = msgs.stamp_ns(msg.header)
+        stamp = stamp_ns(msg.header)
         if msg.encoding not in GT_ENCODINGS:
             raise GroundTruthError(f"ground truth on {self.topic} at stamp {stamp} has encoding {msg.encoding!r}; "
                                    f"expected {' or '.join(GT_ENCODINGS)}")
         try:
-            labels = msgs.image_array(msg)
+            labels = image_array(msg)
         except ImageFormatError as exc:
             raise GroundTruthError(f"ground truth on {self.topic} at stamp {stamp}: {exc}") from None
         ok, png = cv2.imencode(".png", np.ascontiguousarray(labels))

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from road_seg_ros.launch_plan import ProcessSpec
+from road_seg_core.launch_plan import ProcessSpec
 
 
 class ProcessGroup:

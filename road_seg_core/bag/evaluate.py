@@ -54,16 +54,16 @@ from road_seg_core.checkpoint import CheckpointError
 from road_seg_core.engines import EngineError, InferenceEngine, available_backends, create_engine
 from road_seg_core.metrics import to_json
 from road_seg_core.pipeline import SegmentationPipeline
-from road_seg_ros.bag.bagio import BagError, open_reader, storage_of
-from road_seg_ros.bag.groundtruth import DirGroundTruth, GroundTruthError, check_labels, read_annotations
-from road_seg_ros.bag.outbag import MaskBagWriter
-from road_seg_ros.bag.record import CONDITION_TOPIC, GT_TOPIC
-from road_seg_ros.bag.replay import BagReplay
-from road_seg_ros.bag.report import write_report
-from road_seg_ros.bag.scoring import Scoreboard
-from road_seg_ros.config import PerceptionConfig
-from road_seg_ros.inputs import StartupError, plan_inputs
-from road_seg_ros.launch_plan import config_dir
+from road_seg_core.bag.bagio import BagError, open_reader, storage_of
+from road_seg_core.bag.groundtruth import DirGroundTruth, GroundTruthError, check_labels, read_annotations
+from road_seg_core.bag.outbag import MaskBagWriter
+from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC
+from road_seg_core.bag.replay import BagReplay
+from road_seg_core.bag.report import write_report
+from road_seg_core.bag.scoring import Scoreboard
+from road_seg_core.node_config import PerceptionConfig
+from road_seg_core.input_plan import StartupError, plan_inputs
+from road_seg_core.launch_plan import config_dir
 
 
 class EvalError(RuntimeError):

@@ -2,8 +2,9 @@
 
 ROS-free on purpose: inputs are a header's fields (stamp, frame_id), the
 encoding and the decoded array, so the node (rclpy messages) and the bag
-evaluator (rosbags messages) check encodings, register sizes and convert units
-in exactly one way, and what is measured offline is what runs on the car.
+evaluator (rosbags messages), both through road_seg_core.reception, check
+encodings, register sizes and convert units in exactly one way, and what is
+measured offline is what runs on the car.
 """
 from __future__ import annotations
 
@@ -14,16 +15,8 @@ import numpy as np
 
 from road_seg_core.frames import SensorFrame, StereoIntrinsics
 from road_seg_core.image_codec import to_metres, to_rgb8
-from road_seg_ros.inputs import InputRejected
-
-#: Encodings each synchronised input accepts (colour: those `to_rgb8` gives a meaning to).
-INPUT_ENCODINGS: dict[str, tuple[str, ...]] = {
-    "left": ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1"),
-    "right": ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1"),
-    "depth": ("32FC1", "16UC1", "mono16"),
-    "disparity": ("32FC1",),
-    "thermal": ("mono16", "16UC1", "mono8", "8UC1"),
-}
+from road_seg_core.input_plan import InputRejected
+from road_seg_core.sensor_spec import INPUT_ENCODINGS
 
 
 @dataclass
@@ -43,14 +36,6 @@ def check_encoding(key: str, encoding: str, topic: str = "") -> None:
     if encoding not in allowed:
         raise InputRejected(topic or key, "unsupported_encoding", f"encoding {encoding!r} is not usable as {key} "
                             f"input (expected one of {', '.join(allowed)})")
-
-
-def disparity_intrinsics(f: float, t: float, width: int, height: int) -> StereoIntrinsics | None:
-    """Intrinsics a stereo_msgs/DisparityImage implies (focal f px, baseline t m); None if it leaves them unset."""
-    if f <= 0 or t <= 0:
-        return None
-    return StereoIntrinsics(fx=float(f), fy=float(f), cx=width / 2.0, cy=height / 2.0, baseline_m=float(t),
-                            width=int(width), height=int(height))
 
 
 def assemble_frame(inputs: Mapping[str, DecodedInput], topics: Mapping[str, str],

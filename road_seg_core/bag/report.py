@@ -19,7 +19,7 @@ from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 
 from road_seg_core import labels as L  # noqa: E402
-from road_seg_ros.bag.scoring import Scoreboard, Tile  # noqa: E402
+from road_seg_core.bag.scoring import Scoreboard, Tile  # noqa: E402
 
 FIGURES = {"iou": "per_class_iou.png", "confusion": "confusion_matrix.png", "latency": "latency.png",
            "montage": "montage.png"}

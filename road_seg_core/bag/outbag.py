@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from road_seg_ros.bag import msgs
-from road_seg_ros.bag.bagio import open_writer
-from road_seg_ros.bag.replay import ReplayedFrame
-from road_seg_ros.config import NODE_NAME
+from road_seg_core.bag import msgs
+from road_seg_core.bag.bagio import open_writer
+from road_seg_core.bag.replay import ReplayedFrame
+from road_seg_core.node_config import NODE_NAME
 
 #: Output key -> (topic suffix, encoding), as perception_node's publishers.
 OUTPUTS = {"drivable": ("drivable_mask", "mono8"), "obstacle": ("obstacle_mask", "mono8"),

@@ -33,24 +33,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from road_seg_core.depth import depth_to_disparity
+from road_seg_core.bag import msgs
+from road_seg_core.bag.bagio import STORAGES, BagError, open_writer
+from road_seg_core.node_config import PerceptionConfig
+from road_seg_core.sensor_spec import CONDITION_TOPIC, DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, \
+    scene_messages
 from road_seg_core.synthetic import CONDITIONS, SceneStream, SyntheticScene
-from road_seg_ros.bag import msgs
-from road_seg_ros.bag.bagio import STORAGES, BagError, open_writer
-from road_seg_ros.config import PerceptionConfig, Topics
 
-GT_TOPIC = "/sim/labels"  # as sim_sensors.GT_TOPIC (that module needs rclpy, so it is not imported here)
-CONDITION_TOPIC = "/sim/condition"
 METADATA_KEY = "road_seg.sim"
-LEFT_FRAME = "zed_left_camera_optical_frame"
-RIGHT_FRAME = "zed_right_camera_optical_frame"
-THERMAL_FRAME = "boson_optical_frame"
-JITTERED = ("right", "depth", "disparity", "thermal")
-DROPPABLE = ("left",) + JITTERED
 #: 2024-01-01T00:00:00Z: a fixed default start keeps a recording reproducible byte for byte.
 DEFAULT_START_S = 1_704_067_200.0
 _PUBLISH_SPACING_NS = 1_000
@@ -121,34 +114,22 @@ class FrameMessages:
 
 def frame_messages(scene: SyntheticScene, left_stamp: int, rec: SimRecording,
                    rng: np.random.Generator) -> FrameMessages:
-    """Encode one scene as sim_sensors' `encode_scene` + `_tick` would publish it at `left_stamp`."""
-    f = scene.frame
+    """Encode one scene (`sensor_spec.scene_messages`, as sim_sensors does) with the stamps it has at `left_stamp`."""
     t = rec.topics
-    left_frame = f.frame_id or LEFT_FRAME
-    stamps = {key: left_stamp + _jitter_ns(rng, rec.jitter_ms.get(key, 0.0)) for key in JITTERED}
+    scene_msgs = scene_messages(scene, rec.publish_disparity, with_right=rec.publish_right)
+    images, intr, left_frame = scene_msgs.images, scene_msgs.intrinsics, scene_msgs.left_frame
+    stamps = {key: left_stamp + jitter_ns(rng, rec.jitter_ms.get(key, 0.0)) for key in JITTERED}
+    stamps["left"] = left_stamp
     out: list[tuple[str, str, Any]] = [
-        ("left_info", t.left_info, msgs.camera_info(f.intrinsics, left_stamp, left_frame)),
-        ("right_info", t.right_info, msgs.camera_info(f.intrinsics, left_stamp, RIGHT_FRAME, right=True)),
-        ("left", t.left, msgs.image(cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGRA), "bgra8", left_stamp, left_frame)),
+        ("left_info", t.left_info, msgs.camera_info(intr, left_stamp, left_frame)),
+        ("right_info", t.right_info, msgs.camera_info(intr, left_stamp, RIGHT_FRAME, right=True)),
     ]
-    if rec.publish_right:
-        out.append(("right", t.right, msgs.image(cv2.cvtColor(f.right_rgb, cv2.COLOR_RGB2BGRA), "bgra8",
-                                                 stamps["right"], RIGHT_FRAME)))
-    out.append(("depth", t.depth, msgs.image(f.depth.astype(np.float32), "32FC1", stamps["depth"], left_frame)))
-    if rec.publish_disparity:
-        intr = f.intrinsics
-        d = depth_to_disparity(np.nan_to_num(f.depth, nan=0.0), intr.fx, intr.baseline_m).astype(np.float32)
-        out.append(("disparity", t.disparity,
-                    msgs.disparity_image(d, intr.fx, intr.baseline_m, stamps["disparity"], left_frame)))
-    out.append(("thermal", t.thermal, msgs.image(f.thermal.astype(np.uint16), "mono16", stamps["thermal"],
-                                                 THERMAL_FRAME)))
+    for key in ("left", "right", "depth", "disparity", "thermal"):
+        if key in images:
+            out.append((key, getattr(t, key), msgs.sensor_image(images[key], stamps[key])))
     kept = [m for m in out if not _dropped(rng, rec.drop_rate.get(m[0], 0.0))]
-    kept.append(("labels", GT_TOPIC, msgs.image(scene.labels, "mono8", left_stamp, left_frame)))
+    kept.append(("labels", GT_TOPIC, msgs.sensor_image(images["labels"], left_stamp)))
     return FrameMessages(scene.condition, left_stamp, kept)
-
-
-def _jitter_ns(rng: np.random.Generator, jitter_ms: float) -> int:
-    return int(rng.normal(0.0, jitter_ms / 1e3) * 1e9) if jitter_ms > 0 else 0
 
 
 def _dropped(rng: np.random.Generator, rate: float) -> bool:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from road_seg_core.sensor_timeout import TolerantSynchronizer
-from road_seg_core.sync import ApproximateTimeSynchronizer
-from road_seg_ros.config import PerceptionConfig
+from road_seg_core.node_config import PerceptionConfig
 
 
 class StartupError(RuntimeError):
@@ -74,15 +72,3 @@ def plan_inputs(modalities: tuple[str, ...], cfg: PerceptionConfig) -> InputPlan
     if needs_info and not (cfg.topics.left_info and cfg.topics.right_info):
         raise StartupError("converting between depth and disparity needs topics.left_info and topics.right_info")
     return InputPlan(tuple(inputs), needs_info)
-
-
-def build_synchronizer(plan: InputPlan, cfg: PerceptionConfig) -> ApproximateTimeSynchronizer | TolerantSynchronizer:
-    """The node's synchronisation policy over `plan`'s inputs (the node and `eval-bag` both use this).
-
-    With `sync.sensor_timeout` > 0, inputs other than the left may go down without stopping the output.
-    """
-    offsets = [float(getattr(cfg.sync.offsets, k)) for k in plan.keys]
-    sync = ApproximateTimeSynchronizer(len(plan.sync_inputs), cfg.sync.queue_size, cfg.sync.slop, offsets)
-    if cfg.sync.sensor_timeout <= 0 or len(plan.keys) == 1:
-        return sync
-    return TolerantSynchronizer(sync, plan.keys, [k == "left" for k in plan.keys], cfg.sync.sensor_timeout)
