@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from road_seg_core.errors import UserError
 from road_seg_core import bench as model_bench
 from road_seg_core.processes import ProcessGroup
 
@@ -404,8 +405,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = str(resolve_model(args.checkpoint or None))
         load_checkpoint(checkpoint)
     except (FileNotFoundError, CheckpointError) as exc:
-        print(f"road-seg bench: {exc}; pass --checkpoint", file=sys.stderr)
-        return 2
+        raise UserError(f"{exc}; pass --checkpoint") from None
     device = resolve_auto_device(args.device)
     cache_dir = args.cache_dir or None
     sensor_size = (args.sensor_height, args.sensor_width)
