@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from road_seg_core.atomic import atomic_open
+from road_seg_core.errors import UserError
 from road_seg_core.models import ModelConfig
 from road_seg_core.models.fusion_segnet import FusionSegNet, build_model
 
@@ -43,7 +44,7 @@ SUPPORTED_VERSIONS = (1,)
 _REQUIRED_KEYS = ("format", "format_version", "config", "state_dict")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unreadable, not ours, from an unsupported version, or does not fit its model."""
 
     def __init__(self, path: str | os.PathLike | None, problem: str) -> None:

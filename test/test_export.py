@@ -23,7 +23,7 @@ from road_seg_core.export import (
     sha256_file,
 )
 from tiny_models import TINY, save_calibrated
-from training import cli
+from road_seg_cli import main as cli
 
 
 @pytest.fixture(scope="module", autouse=True)
