@@ -78,7 +78,7 @@ def received_messages(sensor_size: tuple[int, int], scenes: int = 3, seed: int =
 class StageBench:
     """Runs the node's per-frame code on prepared messages and times each stage."""
 
-    def __init__(self, engine, cfg, messages: list[Any], ros_node) -> None:
+    def __init__(self, engine, cfg, messages: list[Any], ros_node, preprocess_on: str = "auto") -> None:
         import functools
 
         from sensor_msgs.msg import Image
@@ -90,7 +90,7 @@ class StageBench:
 
         self.engine, self.cfg, self.messages = engine, cfg, messages
         self.plan = plan_inputs(tuple(engine.meta.modalities), cfg)
-        self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config())
+        self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config(), preprocess_on)
         # The node's reception path, built the way the node builds it (same synchroniser for the same config).
         self.reception = Reception(self.plan, cfg, functools.partial(image_to_array, use_cv_bridge=cfg.use_cv_bridge))
         first = messages[0]
@@ -168,6 +168,13 @@ class _CpuTimedEngine:
         start = time.process_time()
         try:
             return self._engine.infer_labels(inputs)
+        finally:
+            self.cpu_ms = (time.process_time() - start) * 1e3
+
+    def infer_labels_on_device(self, inputs):
+        start = time.process_time()
+        try:
+            return self._engine.infer_labels_on_device(inputs)
         finally:
             self.cpu_ms = (time.process_time() - start) * 1e3
 
@@ -390,6 +397,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-backend", default="", help="backend of the node runs (default: the fastest "
                                                            "model backend measured here)")
     parser.add_argument("--no-live", action="store_true", help="skip the sim_sensors/perception_node runs")
+    parser.add_argument("--preprocess-on", choices=("auto", "host", "engine"), default="auto",
+                        help="node stages: preprocessing on the engine's device (GPU) or the host (default auto: "
+                             "the engine's device where it is a GPU)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -431,8 +441,9 @@ def run(args: argparse.Namespace) -> int:
     rclpy.init(context=context, domain_id=domain)
     try:
         ros_node = rclpy.create_node("road_seg", context=context)
-        stages = StageBench(engine, cfg, messages, ros_node)
+        stages = StageBench(engine, cfg, messages, ros_node, args.preprocess_on)
         report["node_stages"] = {"sensor_size": [h, w], "backend": node_backend, "device": engine.device,
+                                 "preprocess_on": "engine" if stages.pipeline.on_device else "host",
                                  "inputs": list(stages.plan.keys), "without_overlay": stages.run(args.frames),
                                  "with_overlay": stages.run(max(10, args.frames // 2), with_overlay=True)}
         ros_node.destroy_node()
@@ -470,8 +481,8 @@ def render(report: dict[str, Any]) -> str:
         [model_bench.BackendResult(**r) for r in report["model"]])]
     ns = report["node_stages"]
     h, w = ns["sensor_size"]
-    lines += ["", f"== node per-frame cost at {w}x{h} ({ns['backend']} on {ns['device']}; inputs "
-                  f"{', '.join(ns['inputs'])}) ==",
+    lines += ["", f"== node per-frame cost at {w}x{h} ({ns['backend']} on {ns['device']}, preprocessing on the "
+                  f"{ns.get('preprocess_on', 'host')}; inputs {', '.join(ns['inputs'])}) ==",
               f"{'stage':<14}{'p50 ms':>7}{'p99 ms':>9}{'+overlay p50':>14}"]
     for stage in STAGES + ("overhead", "overhead_cpu"):
         a, b = ns["without_overlay"][stage], ns["with_overlay"][stage]
