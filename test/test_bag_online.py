@@ -44,7 +44,8 @@ class _NodeSpec(ProcessSpec):
 
 
 def _offline_stamps(bag: Path, checkpoint: Path) -> list[int]:
-    cfg = PerceptionConfig.from_yaml(config_dir() / "perception.yaml")
+    cfg = PerceptionConfig.from_flat({**PerceptionConfig.from_yaml(config_dir() / "perception.yaml").flat(),
+                                      "sync.policy": "approximate"})
     engine = create_engine(checkpoint, device="cpu")
     with closing(open_reader(bag)) as reader:
         replay = BagReplay(reader, cfg, plan_inputs(tuple(engine.meta.modalities), cfg),
@@ -70,7 +71,10 @@ def test_offline_sync_selects_the_left_stamps_the_node_processes(ros_domain, bin
         recorded = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages()]
         frame_starts = sorted({t for c, _, t, _ in recorded if c == "/sim/condition"})
 
-    spec = perception_plan(model=str(tiny_checkpoint), node_parameters={"device": "cpu"})[0]
+    # The approximate (message_filters) policy, whose sets depend on the algorithm itself; the left policy gives
+    # every left image a set (test_node_reception).
+    spec = perception_plan(model=str(tiny_checkpoint), node_parameters={"device": "cpu",
+                                                                        "sync.policy": "approximate"})[0]
     node = _NodeSpec(**vars(spec))
     collector = Collector(ros_domain, {LABELS: Image})
     pubs = {topic: collector.node.create_publisher(ROS_TYPES[msgtype], topic, RELIABLE)
