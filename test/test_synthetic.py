@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import cv2
 import numpy as np
@@ -293,16 +292,3 @@ def test_stream_conditions_and_length():
         SceneStream(0, 48, 32, conditions=("dusk",))
     with pytest.raises(ValueError):
         SceneStream(0, 48, 32, conditions=())
-
-
-def test_render_speed_is_interactive():
-    render_scene(0, 640, 360)
-    best = min(_timed(render_scene, seed, 640, 360) for seed in (1, 2, 3))
-    assert best < 0.25, f"640x360 scene took {best * 1e3:.0f} ms"
-
-
-def _timed(fn, *args) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
-
