@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: venv test test-py312 venv-py312 car-venv demo bench colcon-test clean
+.PHONY: venv test test-py312 venv-py312 car-venv check-car-venv demo bench colcon-test clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ test-py312 venv-py312:
 ## the system Python, with only what apt/rosdep cannot provide (see README, "A ROS 2 workspace").
 car-venv:
 	scripts/car_venv.sh .venv-car
+
+## That install path rehearsed on a machine without ROS: a stand-in system Python 3.12 under build/car-check.
+check-car-venv:
+	scripts/check_car_venv.sh build/car-check
 
 ## Simulated ZED + Boson -> perception node with the bundled model; overlays and a summary under demo_output/.
 demo: $(STAMP)
