@@ -25,7 +25,7 @@ if [ ! -f "$system/.pins" ] || [ "$(cat "$system/.pins")" != "$pins" ]; then
   say "stand-in system Python: a copy of $base with the system's packages"
   rm -rf "$system" && cp -a "$base" "$system"
   find "$system" -name EXTERNALLY-MANAGED -delete
-  "$system/bin/python3.12" -m pip install --quiet $pins
+  "$system/bin/python3.12" -m pip install --quiet --root-user-action=ignore $pins
   cat > "$system/lib/python3.12/EXTERNALLY-MANAGED" <<'MARK'
 [externally-managed]
 Error=This stands in for Ubuntu 24.04's system Python: install into a venv (scripts/car_venv.sh).
