@@ -61,7 +61,7 @@ rm -rf "$work/ws" && mkdir -p "$work/ws/src" && ln -s "$repo" "$work/ws/src/road
   || { tail -30 "$work/colcon.log"; say "FAIL: colcon build"; exit 1; }
 exe=$work/ws/install/road_seg_ros/lib/road_seg_ros/perception_node
 head -1 "$exe" | grep -q "^#!$venv/bin/python" || { say "FAIL: $exe does not run the venv's Python: $(head -1 "$exe")"; exit 1; }
-(source "$work/ws/install/setup.bash" && "$work/ws/install/road_seg_ros/lib/road_seg_ros/road-seg" --help >/dev/null) \
+(set +u && source "$work/ws/install/setup.bash" && "$work/ws/install/road_seg_ros/lib/road_seg_ros/road-seg" --help >/dev/null) \
   || { say "FAIL: the colcon-installed road-seg does not run"; exit 1; }
 "$venv/bin/python" - "$constraints" <<'PY'
 import sys, numpy, cv2, rclpy, torch
