@@ -38,6 +38,7 @@ from road_seg_ros.conversions import array_to_image, image_to_array, intrinsics_
 from road_seg_ros.diagnostics import build_diagnostics
 from road_seg_ros.frame_assembly import DecodedInput, assemble_frame, check_encoding, disparity_intrinsics
 from road_seg_ros.inputs import InputPlan, InputRejected, StartupError, build_synchronizer, plan_inputs
+from road_seg_ros.interrupt import interrupt_once
 
 
 @dataclass
@@ -204,7 +205,12 @@ class PerceptionNode(Node):
                 self._reject("model", "inference_error", repr(exc))
                 continue
             t_pub = time.perf_counter()
-            self._publish(items[0].header, result.masks)
+            try:
+                self._publish(items[0].header, result.masks)
+            except Exception:
+                if not self.context.ok():
+                    return  # Ctrl-C shut the context down while this set was in flight: the node is stopping
+                raise
             t_end = time.perf_counter()
             for name, ms in result.timings_ms.items():
                 self.stats.stage(name, ms)
@@ -257,6 +263,7 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_once()
     rclpy.init(args=args)
     try:
         node = PerceptionNode()

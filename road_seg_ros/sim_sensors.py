@@ -25,6 +25,7 @@ from road_seg_core.depth import depth_to_disparity
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.config import Topics
 from road_seg_ros.conversions import array_to_image, camera_info
+from road_seg_ros.interrupt import interrupt_once
 
 GT_TOPIC = "/sim/labels"
 JITTERED = ("right", "depth", "disparity", "thermal")
@@ -143,14 +144,17 @@ class SimSensors(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_once()
     rclpy.init(args=args)
-    node = SimSensors()
+    node = None
     try:
+        node = SimSensors()  # pre-renders its scenes: Ctrl-C may come before it spins
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("road_seg_core.export", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("road_seg_ros.bench", "speed benchmark of backends and the node (not a test)"),
     "sim": ("road_seg_ros.bag.record", "record synthetic drives to a rosbag2 (sqlite3 or MCAP)"),
+    "play": ("road_seg_ros.bag_player", "publish a rosbag2 as `ros2 bag play` would (--clock, --rate, --loop)"),
     "eval-bag": ("road_seg_ros.bag.evaluate", "replay a rosbag through the pipeline: metrics, report, output bag"),
     "demo": ("road_seg_ros.demo", "sim_sensors + perception_node with the bundled model; saves overlays and a summary"),
 }
