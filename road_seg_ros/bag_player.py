@@ -257,7 +257,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from road_seg_ros.interrupt import interrupt_once
+    from road_seg_ros.node_exit import interrupt_once
 
     try:
         opts = PlayOptions(rate=args.rate, clock_hz=args.clock, loop=args.loop, start_offset_s=args.start_offset,

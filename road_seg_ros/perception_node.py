@@ -38,7 +38,7 @@ from road_seg_ros.conversions import array_to_image, image_to_array, intrinsics_
 from road_seg_ros.diagnostics import build_diagnostics
 from road_seg_ros.frame_assembly import DecodedInput, assemble_frame, check_encoding, disparity_intrinsics
 from road_seg_ros.inputs import InputPlan, InputRejected, StartupError, build_synchronizer, plan_inputs
-from road_seg_ros.interrupt import interrupt_once
+from road_seg_ros.node_exit import end_process, interrupt_once
 
 
 @dataclass
@@ -287,7 +287,7 @@ def main(args: list[str] | None = None) -> int:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from road_seg_core.depth import depth_to_disparity
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.config import Topics
 from road_seg_ros.conversions import array_to_image, camera_info
-from road_seg_ros.interrupt import interrupt_once
+from road_seg_ros.node_exit import end_process, interrupt_once
 
 GT_TOPIC = "/sim/labels"
 JITTERED = ("right", "depth", "disparity", "thermal")
@@ -156,7 +156,7 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":
