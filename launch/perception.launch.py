@@ -1,7 +1,7 @@
 """ros2 launch road_seg_ros perception.launch.py [params_file:=...] [model:=...] [use_sim_time:=true]
 [namespace:=...] [with_sim:=true] [rviz:=true]
 
-The processes come from road_seg_ros.launch_plan, which the demo and the tests use too. The launch ends when
+The processes come from road_seg_core.launch_plan, which the demo and the tests use too. The launch ends when
 perception_node does (e.g. it cannot load its model), so nothing is left running without it.
 """
 from launch import LaunchDescription
@@ -9,7 +9,7 @@ from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutd
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from road_seg_ros.launch_plan import PACKAGE, config_dir, perception_plan
+from road_seg_core.launch_plan import PACKAGE, config_dir, perception_plan
 
 ARGUMENTS = {
     "params_file": ("", "node parameters file (default: the installed config/perception.yaml)"),

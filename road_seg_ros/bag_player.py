@@ -8,12 +8,13 @@ the recorded log times scaled by `--rate`. With `--clock` it publishes /clock (r
 effort, like `ros2 bag play --clock`) at the playback head's bag time, so nodes run with `use_sim_time:=true`.
 
 Errors that stop it before playing (missing bag, unknown storage, unknown topic, a message type with no
-Python package here) are one line on stderr and exit code 2. Ctrl-C stops cleanly (exit 0).
+Python package here) are `PlayError`s: one line on stderr and exit code 2. Ctrl-C stops cleanly (exit 0).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import time
 from contextlib import closing
@@ -21,14 +22,16 @@ from dataclasses import dataclass, field
 
 from rosbags.interfaces import Connection, QosDurability, QosReliability
 
-from road_seg_ros.bag.bagio import BagError, describe_topics, open_reader
+from road_seg_core.bag.bagio import BagError, describe_topics, open_reader
+from road_seg_core.errors import UserError
+from road_seg_ros.node_exit import interrupt_once
 
 CLOCK_TOPIC = "/clock"
 DEFAULT_CLOCK_HZ = 40.0  # ros2 bag play --clock's default
 NODE_NAME = "road_seg_player"
 
 
-class PlayError(RuntimeError):
+class PlayError(UserError):
     """The bag cannot be played as asked; the message is one line naming the problem and the value."""
 
 
@@ -257,56 +260,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from road_seg_ros.node_exit import interrupt_once
-
+    opts = PlayOptions(rate=args.rate, clock_hz=args.clock, loop=args.loop, start_offset_s=args.start_offset,
+                       duration_s=args.duration, topics=tuple(args.topics), exclude=tuple(args.exclude),
+                       remap=parse_remap(args.remap), delay_s=args.delay,
+                       wait_for_subscribers_s=args.wait_for_subscribers,
+                       progress=not args.no_progress and sys.stderr.isatty())
     try:
-        opts = PlayOptions(rate=args.rate, clock_hz=args.clock, loop=args.loop, start_offset_s=args.start_offset,
-                           duration_s=args.duration, topics=tuple(args.topics), exclude=tuple(args.exclude),
-                           remap=parse_remap(args.remap), delay_s=args.delay,
-                           wait_for_subscribers_s=args.wait_for_subscribers,
-                           progress=not args.no_progress and sys.stderr.isatty())
         reader = open_reader(args.bag)
-    except (PlayError, BagError) as exc:
-        print(f"road-seg play: {exc}", file=sys.stderr)
-        return 2
-    try:  # every check that needs no ROS, before rclpy starts
-        plan_topics(reader, opts)
+    except BagError as exc:
+        raise PlayError(str(exc)) from None
+    with closing(reader):
+        plan_topics(reader, opts)  # every check that needs no ROS, before rclpy starts
         play_window(reader, opts)
-    except PlayError as exc:
-        reader.close()
-        print(f"road-seg play: {exc}", file=sys.stderr)
-        return 2
-    interrupt_once()
+        return _play(reader, opts, args.bag)
+
+
+def _play(reader, opts: PlayOptions, bag: str) -> int:
     import rclpy
 
-    with closing(reader):
-        rclpy.init(args=[])
-        node = rclpy.create_node(NODE_NAME)
-        player = None
-        interrupted = False
-        t0 = time.monotonic()
-        try:
-            player = BagPlayer(node, reader, opts)
-            missing = player.wait_for_subscribers() if opts.wait_for_subscribers_s else []
-            if missing:
-                print(f"road-seg play: no subscriber after {opts.wait_for_subscribers_s:g} s on "
-                      f"{', '.join(missing)}; playing anyway", file=sys.stderr)
-            player.play()
-            player.flush()
-        except PlayError as exc:
-            print(f"road-seg play: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            node.destroy_node()
-            rclpy.try_shutdown()
-        if opts.progress:
-            sys.stderr.write("\n")
-        if player is None:
-            return 0  # Ctrl-C before playing
+    previous = signal.getsignal(signal.SIGINT)
+    interrupt_once()
+    rclpy.init(args=[])
+    node = rclpy.create_node(NODE_NAME)
+    player = None
+    interrupted = False
+    t0 = time.monotonic()
+    try:
+        player = BagPlayer(node, reader, opts)
+        missing = player.wait_for_subscribers() if opts.wait_for_subscribers_s else []
+        if missing:
+            print(f"road-seg play: no subscriber after {opts.wait_for_subscribers_s:g} s on {', '.join(missing)}; "
+                  f"playing anyway", file=sys.stderr)
+        player.play()
+        player.flush()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        signal.signal(signal.SIGINT, previous)
+    if opts.progress:
+        sys.stderr.write("\n")
+    if player is not None:
         how = "stopped (Ctrl-C) after" if interrupted else "played"
-        print(f"{how} {player.published} messages on {len(player.plan)} topics of {args.bag} in "
+        print(f"{how} {player.published} messages on {len(player.plan)} topics of {bag} in "
               f"{time.monotonic() - t0:.1f} s (x{opts.rate:g}{', /clock' if opts.clock_hz else ''}"
               f"{f', {player.loops} loops' if opts.loop else ''})")
     return 0

@@ -19,21 +19,22 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
-from road_seg_ros.bag import msgs  # noqa: E402
-from road_seg_ros.bag.bagio import open_reader, open_writer  # noqa: E402
-from road_seg_ros.bag.outbag import output_topics  # noqa: E402
-from road_seg_ros.config import Topics  # noqa: E402
-from road_seg_ros.launch_plan import perception_plan  # noqa: E402
-from road_seg_ros.processes import ProcessGroup  # noqa: E402
+from road_seg_core.bag import msgs  # noqa: E402
+from road_seg_core.bag.bagio import open_reader, open_writer  # noqa: E402
+from road_seg_core.bag.outbag import output_topics  # noqa: E402
+from road_seg_core.launch_plan import perception_plan  # noqa: E402
+from road_seg_core.processes import ProcessGroup  # noqa: E402
+from road_seg_core.reception import image_array  # noqa: E402
+from road_seg_core.sensor_spec import Topics  # noqa: E402
 from rosutil import RELIABLE, Collector  # noqa: E402
-from training.cli import main  # noqa: E402
+from road_seg_cli.main import main  # noqa: E402
 
 T = Topics()
 NS = 1_000_000_000
 
 
 def _play_cmd(bag: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "training.cli", "play", str(bag), "--no-progress", *extra]
+    return [sys.executable, "-m", "road_seg_cli", "play", str(bag), "--no-progress", *extra]
 
 
 def _sim(out: Path, *extra: str) -> Path:
@@ -203,7 +204,7 @@ def _offline_masks(out_bag: Path) -> dict[int, dict[str, np.ndarray]]:
         conns = [c for c in reader.connections if c.topic in keys]
         for conn, _, raw in reader.messages(connections=conns):
             msg = msgs.deserialize(raw, conn.msgtype)
-            masks.setdefault(msgs.stamp_ns(msg.header), {})[keys[conn.topic]] = msgs.image_array(msg).copy()
+            masks.setdefault(msgs.stamp_ns(msg.header), {})[keys[conn.topic]] = image_array(msg).copy()
     return masks
 
 

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.launch,
 rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import Image  # noqa: E402
 
-from road_seg_ros.config import Topics  # noqa: E402
+from road_seg_core.sensor_spec import Topics  # noqa: E402
 from rosutil import RELIABLE, Collector  # noqa: E402
 
 LEFT = Topics().left

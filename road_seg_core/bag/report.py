@@ -1,0 +1,201 @@
+"""report.md and its figures for a bag evaluation (matplotlib, Agg: no display needed).
+
+Figures: per-class IoU (overall and per condition), the row-normalised
+confusion matrix (rows: ground truth, so the diagonal is recall), the latency
+histogram per frame, and a montage of the worst and best frames (left image |
+ground truth | prediction).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+import numpy as np  # noqa: E402
+
+from road_seg_core import labels as L  # noqa: E402
+from road_seg_core.bag.scoring import Scoreboard, Tile  # noqa: E402
+
+FIGURES = {"iou": "per_class_iou.png", "confusion": "confusion_matrix.png", "latency": "latency.png",
+           "montage": "montage.png"}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def plot_iou(board: Scoreboard, path: Path) -> None:
+    names = list(board.class_names)
+    groups = [("all", board.overall)] + sorted(board.by_condition.items())
+    fig, ax = plt.subplots(figsize=(7.5, 3.8), dpi=110)
+    width = 0.8 / len(groups)
+    x = np.arange(len(names))
+    for g, (label, cm) in enumerate(groups):
+        iou = [cm.compute()["per_class"][n]["iou"] for n in names]
+        bars = ax.bar(x + (g - (len(groups) - 1) / 2) * width, np.nan_to_num(iou), width,
+                      label=f"{label} ({len(board.frame_scores) if label == 'all' else board.frames_by_condition[label]} "
+                            f"frames)")
+        for bar, v in zip(bars, iou):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, _fmt(v, 2), ha="center",
+                    va="bottom", fontsize=7)
+    ax.set_xticks(x, [n.replace("_", "\n") for n in names])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("IoU")
+    ax.set_title("Per-class IoU")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion(board: Scoreboard, path: Path) -> None:
+    m = board.overall.matrix.astype(np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.full_like(m, np.nan), where=rows > 0)
+    names = [n.replace("_", "\n") for n in board.class_names]
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=110)
+    im = ax.imshow(np.nan_to_num(norm), cmap="Blues", vmin=0, vmax=1)
+    for i in range(norm.shape[0]):
+        for j in range(norm.shape[1]):
+            v = norm[i, j]
+            ax.text(j, i, _fmt(v, 2), ha="center", va="center", fontsize=8,
+                    color="white" if not math.isnan(v) and v > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title("Confusion matrix (rows normalised)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_latency(board: Scoreboard, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
+    shown = {s: board.latency[s] for s in ("total", "model", "preprocess") if board.latency.get(s)}
+    edges = np.histogram_bin_edges(np.concatenate([np.asarray(v) for v in shown.values()]),
+                                   bins=min(60, max(10, len(board.latency["total"]) // 2)))
+    for stage, samples in shown.items():
+        ax.hist(samples, bins=edges, alpha=0.55, label=stage)
+    total = board.latency.get("total") or []
+    if total:
+        p50, p99 = np.percentile(total, [50, 99])
+        ax.axvline(p50, color="k", ls="--", lw=1, label=f"total p50 {p50:.1f} ms")
+        ax.axvline(p99, color="r", ls=":", lw=1, label=f"total p99 {p99:.1f} ms")
+    ax.set_xlabel("milliseconds per frame")
+    ax.set_ylabel("frames")
+    ax.set_title("Latency per frame")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_montage(worst: list[Tile], best: list[Tile], path: Path) -> None:
+    rows = [("worst", t) for t in worst] + [("best", t) for t in best]
+    h, w = rows[0][1].image.shape[:2]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(w / 100 * 1.1, (h / 100 + 0.35) * len(rows) * 1.1), dpi=110,
+                             squeeze=False)
+    handles = [Patch(color=L.CLASS_COLORS[i] / 255.0, label=n) for i, n in enumerate(L.CLASS_NAMES)
+               if i != L.BACKGROUND]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    for ax, (kind, tile) in zip(axes[:, 0], rows):
+        ax.imshow(tile.image)
+        cond = f", {tile.condition}" if tile.condition else ""
+        ax.set_title(f"{kind}: stamp {tile.stamp_ns}{cond}, frame mIoU {tile.score:.3f}   "
+                     "(left | ground truth | prediction)", fontsize=7)
+        ax.axis("off")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, metrics: dict[str, Any], board: Scoreboard) -> list[Path]:
+    """Figures and report.md into `out_dir`; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    figures: dict[str, str] = {}
+    if board.evaluated:
+        plot_iou(board, out_dir / FIGURES["iou"])
+        plot_confusion(board, out_dir / FIGURES["confusion"])
+        figures.update(iou=FIGURES["iou"], confusion=FIGURES["confusion"])
+    if board.latency.get("total"):
+        plot_latency(board, out_dir / FIGURES["latency"])
+        figures["latency"] = FIGURES["latency"]
+    worst, best = board.worst(), board.best()
+    if worst:
+        plot_montage(worst, best, out_dir / FIGURES["montage"])
+        figures["montage"] = FIGURES["montage"]
+    written += [out_dir / f for f in figures.values()]
+    (out_dir / "report.md").write_text(render_markdown(metrics, figures))
+    written.append(out_dir / "report.md")
+    return written
+
+
+def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
+    bag, model, counts = metrics["bag"], metrics["model"], metrics["counts"]
+    thr = metrics["throughput"]
+    lines = [f"# Bag evaluation: `{bag['path']}`", "",
+             f"- bag: {bag['storage']}, {bag['duration_s']:.1f} s, {bag['message_count']} messages",
+             f"- model: `{model['checkpoint']}` ({', '.join(model['modalities'])}; input "
+             f"{model['input_size'][1]}x{model['input_size'][0]}) on {model['backend']}/{model['device']}",
+             f"- parameters: `{metrics['params']}`; sync queue_size {metrics['sync']['queue_size']}, "
+             f"slop {metrics['sync']['slop_s']} s over {', '.join(metrics['sync']['topics'])}",
+             f"- ground truth: {metrics['ground_truth'] or 'none (latency and counts only)'}",
+             f"- synchronised sets {counts['synchronised_sets']}, evaluated frames {counts['evaluated_frames']}, "
+             f"without ground truth {counts['frames_without_gt']}, failed sets "
+             f"{sum(counts['failed_sets'].values())}",
+             f"- throughput: {thr['frames_per_s']:.2f} frames/s ({thr['frames']} frames in {thr['wall_s']:.1f} s, "
+             "reading and decoding included)", ""]
+    acc = metrics.get("metrics")
+    if acc:
+        lines += ["## Accuracy", "",
+                  f"mIoU **{_fmt(acc['miou'])}** (without background {_fmt(acc['miou_without_background'])}), "
+                  f"drivable IoU **{_fmt(acc['drivable_iou'])}**, obstacle IoU **{_fmt(acc['obstacle_iou'])}** "
+                  f"(positive + negative obstacles as the obstacle mask), pixel accuracy "
+                  f"{_fmt(acc['pixel_accuracy'])}.", "",
+                  "| class | IoU | precision | recall | F1 | support (px) |", "|---|---|---|---|---|---|"]
+        for name, row in acc["per_class"].items():
+            lines.append(f"| {name} | {_fmt(row['iou'])} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | "
+                         f"{_fmt(row['f1'])} | {row['support']} |")
+        lines.append("")
+        if "iou" in figures:
+            lines += [f"![per-class IoU]({figures['iou']})", "", f"![confusion matrix]({figures['confusion']})", ""]
+    conds = metrics.get("per_condition") or {}
+    if conds:
+        names = list(next(iter(conds.values()))["per_class"])
+        lines += ["## Per condition", "", "| condition | frames | mIoU | obstacle IoU | "
+                  + " | ".join(f"{n} IoU" for n in names) + " |", "|---" * (4 + len(names)) + "|"]
+        for cond, m in conds.items():
+            lines.append(f"| {cond} | {m['frames']} | {_fmt(m['miou'])} | {_fmt(m['obstacle_iou'])} | "
+                         + " | ".join(_fmt(m["per_class"][n]["iou"]) for n in names) + " |")
+        lines.append("")
+    lat = metrics.get("latency_ms") or {}
+    if lat:
+        lines += ["## Latency (ms per frame)", "", "| stage | mean | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|"]
+        for stage, s in lat.items():
+            lines.append(f"| {stage} | {_fmt(s['mean'], 2)} | {_fmt(s['p50'], 2)} | {_fmt(s['p90'], 2)} | "
+                         f"{_fmt(s['p99'], 2)} | {_fmt(s['max'], 2)} |")
+        lines += ["", "decode: deserialising and decoding the set's messages; convert: frame assembly (colour and "
+                  "depth units); total: decode + convert + preprocess + model + postprocess.", ""]
+        if "latency" in figures:
+            lines += [f"![latency]({figures['latency']})", ""]
+    if "montage" in figures:
+        lines += ["## Worst and best frames", "", "Each row: left image | ground truth | prediction, ranked by "
+                  "the frame's mIoU; class colours as in the node's overlay.", "",
+                  f"![worst and best frames]({figures['montage']})", ""]
+    lines += ["## Messages", "", "| topic | messages read | rejected |", "|---|---|---|"]
+    for topic, n in counts["messages"].items():
+        rej = counts["rejected"].get(topic, {})
+        lines.append(f"| `{topic}` | {n} | {', '.join(f'{r}: {c}' for r, c in rej.items()) or 0} |")
+    lines.append("")
+    return "\n".join(lines)
+
