@@ -25,7 +25,7 @@ from road_seg_core.bag.outbag import output_topics  # noqa: E402
 from road_seg_core.launch_plan import perception_plan  # noqa: E402
 from road_seg_core.processes import ProcessGroup  # noqa: E402
 from road_seg_core.reception import image_array  # noqa: E402
-from road_seg_core.sensor_spec import Topics  # noqa: E402
+from road_seg_core.sensor_spec import Topics, stamp_ns  # noqa: E402
 from rosutil import RELIABLE, Collector  # noqa: E402
 from road_seg_cli.main import main  # noqa: E402
 
@@ -204,7 +204,7 @@ def _offline_masks(out_bag: Path) -> dict[int, dict[str, np.ndarray]]:
         conns = [c for c in reader.connections if c.topic in keys]
         for conn, _, raw in reader.messages(connections=conns):
             msg = msgs.deserialize(raw, conn.msgtype)
-            masks.setdefault(msgs.stamp_ns(msg.header), {})[keys[conn.topic]] = image_array(msg).copy()
+            masks.setdefault(stamp_ns(msg), {})[keys[conn.topic]] = image_array(msg).copy()
     return masks
 
 
@@ -219,7 +219,7 @@ def test_played_into_the_node_gives_the_masks_eval_bag_writes(ros_domain, bin_di
     assert main(["eval-bag", str(bag), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--threads", "1",
                  "--report", str(tmp_path / "report"), "--write-bag", str(out_bag), "--no-progress"]) == 0
     offline = _offline_masks(out_bag)
-    assert 12 <= len(offline) < 24  # thermal drops leave some left images without a set
+    assert len(offline) >= 12  # (thermal drops: some sets go on without it, as configured)
 
     topics = output_topics()
     # The node as launched with use_sim_time:=true; input queues deep enough that no input message is lost on a

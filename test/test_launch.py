@@ -1,8 +1,9 @@
 """perception.launch.py under the real ROS 2 launch system (what `ros2 launch` runs), after a colcon build.
 
 Two launches (each costs tens of seconds here), each checking several things at once:
-sim + node in a namespace with a parameters file that selects message_filters, then Ctrl-C; and a missing
-model, which must stop the whole launch with one FATAL line.
+sim + node in a namespace with a parameters file (message_filters' synchronisation rule: policy approximate,
+no sensor timeout), then Ctrl-C; and a missing model, which must stop the whole launch with one FATAL line.
+(The node's rule is checked against the real message_filters in test_sync_message_filters.py.)
 """
 from __future__ import annotations
 
@@ -51,11 +52,11 @@ def _raw_header(raw: bytes) -> tuple[int, int, str]:
     return sec, nanosec, raw[16:16 + length - 1].decode()
 
 
-def test_sim_namespace_params_file_message_filters_rviz_and_ctrl_c(ros_env, ros_domain, tiny_checkpoint, tmp_path):
+def test_sim_namespace_params_file_approximate_sync_rviz_and_ctrl_c(ros_env, ros_domain, tiny_checkpoint, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("/**/road_seg:\n  ros__parameters:\n"
                       f"    model: {tiny_checkpoint}\n    device: cpu\n    threads: 1\n"
-                      "    sync: {sensor_timeout: 0.0}\n")  # no offsets + no timeout: message_filters
+                      "    sync: {policy: approximate, sensor_timeout: 0.0}\n")  # message_filters' rule
     args = ["with_sim:=true", "namespace:=car1", f"params_file:={params}"]
     rviz = not _rviz2_installed(ros_env)  # where rviz2 exists it would open a window: only the message is tested
     if rviz:
@@ -72,8 +73,8 @@ def test_sim_namespace_params_file_message_filters_rviz_and_ctrl_c(ros_env, ros_
     collector.node.create_subscription(Image, LEFT, on_left, RELIABLE, raw=True)
     launch = Launch(args, env, tmp_path / "launch.log")
     try:
-        assert launch.wait_for_output(r"\[car1\.road_seg\]: model .*; sync message_filters over", 120), \
-            launch.output()  # the namespace and the parameters file (model, sensor_timeout) are applied
+        pattern = rf"\[car1\.road_seg\]: model {re.escape(str(tiny_checkpoint))} .* on torch/cpu; sync"
+        assert launch.wait_for_output(pattern, 120), launch.output()  # namespace and parameters file applied
         if rviz:
             assert "rviz2 is not installed here" in launch.output()
 
