@@ -39,6 +39,7 @@ from road_seg_core.sensor_spec import stamp_ns
 from road_seg_core.telemetry import NodeStats
 from road_seg_ros.conversions import array_to_image, image_to_array
 from road_seg_ros.diagnostics import build_diagnostics
+from road_seg_ros.node_exit import end_process
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
@@ -254,7 +255,7 @@ def main(args: list[str] | None = None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":
