@@ -40,7 +40,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from road_seg_core import labels as L
 from road_seg_core.checkpoint import load_checkpoint, save_checkpoint
 from road_seg_core.models import MODALITY_CHANNELS, ModelConfig, build_model
 from training.config import DatasetSpec, TrainConfig
@@ -722,8 +721,8 @@ class Trainer:
 
 
 def render_overlays(batch: dict[str, Any], pred: np.ndarray, limit: int) -> list[np.ndarray]:
-    """[ground truth | prediction] overlays on the colour image (thermal/depth as grey if there is no rgb)."""
-    from road_seg_core.postprocess import overlay
+    """camera | prediction | ground truth (road_seg_core.visualize; thermal/depth as grey if there is no rgb)."""
+    from road_seg_core.visualize import compose
 
     images = []
     inputs = batch["inputs"]
@@ -735,9 +734,8 @@ def render_overlays(batch: dict[str, Any], pred: np.ndarray, limit: int) -> list
             grey = (255 * x / max(float(x.max()), 1e-6)).astype(np.uint8)
             base = np.repeat(grey[..., None], 3, axis=2)
         base = np.ascontiguousarray(base)
-        gt = batch["labels"][b].numpy().astype(np.uint8)
-        gt = np.where(gt == L.IGNORE, L.BACKGROUND, gt).astype(np.uint8)
-        images.append(np.concatenate([overlay(base, gt), overlay(base, pred[b].astype(np.uint8))], axis=1))
+        title = "camera" if "rgb" in inputs else f"{next(iter(inputs))} (grey)"
+        images.append(compose(base, pred[b].astype(np.uint8), batch["labels"][b].numpy(), image_title=title))
     return images
 
 
