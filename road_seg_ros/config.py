@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from road_seg_core.node_params import ParameterError, check_parameter, flatten_dict
 from road_seg_core.preprocess import PreprocessConfig
 from road_seg_core.thermal import ThermalConfig
 
@@ -127,7 +128,7 @@ class PerceptionConfig:
         for name, value in values.items():
             if name not in known:
                 raise ValueError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}")
-            _set_path(cfg, name.split("."), value)
+            _set_path(cfg, name.split("."), check_parameter(name, value, known[name]))
         validate(cfg)
         return cfg
 
@@ -140,25 +141,21 @@ class PerceptionConfig:
         doc = yaml.safe_load(path.read_text()) or {}
         section = doc.get(node_name) or doc.get(f"/{node_name}") or doc.get("/**") or {}
         params = section.get("ros__parameters", {})
-        return cls.from_flat(_flatten_dict(params))
+        return cls.from_flat(flatten_dict(params))
 
 
 def validate(cfg: PerceptionConfig) -> None:
-    cfg.preprocess_config()  # raises on bad depth source / ranges
-    if cfg.precision not in ("", "fp32", "fp16", "int8"):
-        raise ValueError(f"precision must be empty, fp32, fp16 or int8, got {cfg.precision!r}")
+    """What relates several parameters (each one alone is checked by road_seg_core.node_params)."""
     if cfg.precision == "int8" and cfg.backend != "tensorrt":
-        raise ValueError("precision int8 needs backend tensorrt")
-    for name in ("left", "right", "depth", "disparity", "thermal"):
-        q = getattr(cfg.qos, name)
-        if q.reliability not in ("reliable", "best_effort"):
-            raise ValueError(f"qos.{name}.reliability must be reliable or best_effort, got {q.reliability!r}")
-        if q.depth < 1:
-            raise ValueError(f"qos.{name}.depth must be >= 1")
-    if cfg.sync.queue_size < 1 or cfg.sync.slop <= 0 or cfg.sync.sensor_timeout < 0:
-        raise ValueError("sync.queue_size must be >= 1, sync.slop > 0 and sync.sensor_timeout >= 0")
-    if len(cfg.thermal.homography) != 9:
-        raise ValueError("thermal.homography needs 9 values (3x3, row-major)")
+        raise ParameterError(f"parameter precision: int8 needs backend tensorrt, got backend {cfg.backend!r}")
+    if cfg.min_depth >= cfg.max_depth:
+        raise ParameterError(f"parameters min_depth and max_depth: need min_depth < max_depth, got "
+                             f"{cfg.min_depth:g} and {cfg.max_depth:g}")
+    try:
+        cfg.preprocess_config()
+    except ValueError as exc:  # what is left after the rules: a singular thermal.homography
+        where = "parameter thermal.homography" if "homography" in str(exc) else "preprocessing parameters"
+        raise ParameterError(f"{where}: {exc}") from None
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -173,29 +170,7 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten_dict(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _set_path(obj: Any, path: list[str], value: Any) -> None:
     for part in path[:-1]:
         obj = getattr(obj, part)
-    current = getattr(obj, path[-1])
-    if isinstance(current, bool):
-        value = bool(value)
-    elif isinstance(current, float):
-        value = float(value)
-    elif isinstance(current, int):
-        value = int(value)
-    elif isinstance(current, list):
-        value = [float(v) for v in value]
-    elif isinstance(current, str):
-        value = str(value)
     setattr(obj, path[-1], value)

@@ -17,8 +17,11 @@ from typing import Any, Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -30,6 +33,7 @@ from road_seg_core.engines import create_engine
 from road_seg_core.frames import SensorFrame
 from road_seg_core.handoff import LatestSlot
 from road_seg_core.image_codec import ImageFormatError
+from road_seg_core.node_params import ParameterError, check_ros_arguments
 from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_core.sensor_timeout import TolerantSynchronizer
 from road_seg_core.telemetry import NodeStats
@@ -135,14 +139,32 @@ class PerceptionNode(Node):
 
     # -- parameters ---------------------------------------------------------------------------------------------
     def _read_parameters(self) -> PerceptionConfig:
+        """Declare every parameter and check each value (road_seg_core.node_params: type, length, range).
+
+        Declared with dynamic typing, so rclpy takes whatever a file or `-p` gives (an integer for a double
+        too) and our check names the parameter and the value in one line, instead of rclpy's type exception.
+        The values are read once: later changes are refused (see _refuse_changes).
+        """
         defaults = PerceptionConfig().flat()
+        typed = ParameterDescriptor(dynamic_typing=True)
         for name, value in defaults.items():
-            self.declare_parameter(name, value)
+            self.declare_parameter(name, value, typed)
         values = {name: self.get_parameter(name).value for name in defaults}
         try:
-            return PerceptionConfig.from_flat(values)
+            cfg = PerceptionConfig.from_flat(values)
         except ValueError as exc:
-            raise StartupError(f"invalid parameters: {exc}") from exc
+            raise StartupError(str(exc)) from None
+        self._declared = frozenset(defaults)
+        self.add_on_set_parameters_callback(self._refuse_changes)
+        return cfg
+
+    def _refuse_changes(self, params: list[Parameter]) -> SetParametersResult:
+        """`ros2 param set` on a running node would change nothing it does: say so instead of accepting."""
+        mine = [p.name for p in params if p.name in self._declared]
+        if mine:
+            return SetParametersResult(successful=False, reason=f"{', '.join(mine)}: {NODE_NAME} reads its "
+                                       "parameters at start; restart it with the new value")
+        return SetParametersResult(successful=True)
 
     # -- reception ----------------------------------------------------------------------------------------------
     def _receiver(self, index: int, key: str, topic: str) -> Callable[[Any], None]:
@@ -257,7 +279,18 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    # Before rcl parses the arguments: a missing --params-file would be "Failed to parse global arguments",
+    # and a `-p` that a node-specific file entry overrides would be dropped in silence.
+    try:
+        check_ros_arguments(list(sys.argv if args is None else args), PerceptionConfig().flat(), NODE_NAME)
+    except ParameterError as exc:
+        print(f"perception_node: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rclpy.init(args=args)
+    except RCLError as exc:
+        print(f"perception_node: cannot start: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     try:
         node = PerceptionNode()
     except StartupError as exc:
