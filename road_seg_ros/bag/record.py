@@ -249,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"road-seg sim: {exc}", file=sys.stderr)
         return 2
     total = sum(counts.values())
-    print(f"wrote {args.record} ({rec.storage}{', zstd' if args.compress else ''}): {rec.frames} frames of {rec.width}x{rec.height} at {rec.rate:g} Hz, "
+    storage = f"{rec.storage}, zstd" if args.compress else rec.storage
+    print(f"wrote {args.record} ({storage}): {rec.frames} frames of {rec.width}x{rec.height} at {rec.rate:g} Hz, "
           f"{total} messages on {len(counts)} topics")
     return 0
