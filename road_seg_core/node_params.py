@@ -9,7 +9,6 @@ min_depth < max_depth) are checked on the whole configuration (node_config).
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ from typing import Any, Callable
 from road_seg_core.preprocess import DEPTH_SOURCES
 from road_seg_core.thermal import _MODES as THERMAL_MODES
 
-_INT = re.compile(r"[-+]?\d+$")
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -121,121 +118,3 @@ def check_parameter(name: str, value: Any, default: Any) -> Any:
     if rule is not None and not rule.test(value):
         raise _fail(name, value, rule.expected)
     return value
-
-
-def parse_override(text: str) -> Any:
-    """The value of a command-line `-p NAME:=VALUE` as rcl reads it (YAML: 3 is an integer, 3.0 a double,
-    [1, 2] an array, true a bool, anything else a string)."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):  # numbers YAML 1.1 leaves as text but rcl reads as numbers (1e3, +2)
-        if _INT.match(value):
-            return int(value)
-        if _FLOAT.match(value):
-            return float(value)
-    return "" if value is None else value
-
-
-# -- the command line, before rcl reads it ------------------------------------------------------------------------
-#: Parameters rclpy declares on every node itself.
-BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
-#: ROS arguments that take one value (rcl's list); the others are flags.
-_WITH_VALUE = {"-r", "--remap", "-p", "--param", "--params-file", "-e", "--enclave", "--log-level",
-               "--log-config-file", "--log-file-name"}
-
-
-def flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
-    """{"sync": {"slop": 0.1}} -> {"sync.slop": 0.1}: parameter names as the node declares them."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_dict(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _ros_arguments(argv: list[str]) -> list[tuple[str, str]]:
-    """(flag, value) pairs inside `--ros-args ... [--]` sections."""
-    pairs, inside, i = [], False, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--ros-args":
-            inside = True
-        elif arg == "--":
-            inside = False
-        elif inside and arg in _WITH_VALUE:
-            pairs.append((arg, argv[i + 1] if i + 1 < len(argv) else ""))
-            i += 1
-        i += 1
-    return pairs
-
-
-def _check_one(name: str, value: Any, defaults: dict[str, Any], node_name: str, where: str,
-               others_too: bool = False) -> None:
-    """One parameter given to this node; `others_too`: given to every node (an unknown name is someone else's)."""
-    if name in defaults:
-        try:
-            check_parameter(name, value, defaults[name])
-        except ParameterError as exc:
-            raise ParameterError(f"{exc}, given by {where}") from None
-    elif not others_too and name not in BUILTIN_PARAMETERS and not name.startswith("qos_overrides."):
-        close = difflib.get_close_matches(name, list(defaults), n=3)
-        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(defaults))}"
-        raise ParameterError(f"parameter {name}: {node_name} has no such parameter, given by {where}; {hint}")
-
-
-def _applies_to(section: str, node_name: str) -> bool:
-    """Whether a parameters-file section ('/**', 'road_seg', '/ns/road_seg', '/**/road_seg') is this node's."""
-    return section.strip() in ("/**", "**") or section.rstrip("/").split("/")[-1] == node_name
-
-
-def check_ros_arguments(argv: list[str], defaults: dict[str, Any], node_name: str) -> None:
-    """Check what the command line gives the node before rcl parses it: every `--params-file` exists and is a
-    parameters file whose entries for this node are known and valid; every `-p NAME:=VALUE` for this node
-    names a parameter it has, with a valid value. (A `-p` that a node-specific file entry overrides would
-    otherwise be dropped in silence.) ParameterError with one line otherwise."""
-    import yaml
-
-    pairs = _ros_arguments(argv)
-    for flag, value in pairs:
-        if flag in ("-r", "--remap") and value.startswith("__node:="):
-            node_name = value.split(":=", 1)[1]
-    for flag, value in pairs:
-        if flag in ("-p", "--param"):
-            target, sep, text = value.partition(":=")
-            if not sep or not target:
-                raise ParameterError(f"{flag} expects NAME:=VALUE, got {value!r}")
-            node, _, name = target.rpartition(":")
-            if node and node.rstrip("/").split("/")[-1] != node_name:
-                continue  # meant for another node
-            _check_one(name, parse_override(text), defaults, node_name, f"{flag} {value}")
-        elif flag == "--params-file":
-            path = value
-            try:
-                with open(path, encoding="utf-8") as f:
-                    doc = yaml.safe_load(f)
-            except FileNotFoundError:
-                raise ParameterError(f"--params-file {path}: no such file") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ParameterError(f"--params-file {path}: cannot read it ({exc})") from None
-            except yaml.YAMLError as exc:
-                problem = " ".join(str(exc).split())
-                raise ParameterError(f"--params-file {path}: not valid YAML ({problem})") from None
-            if not isinstance(doc, dict):
-                raise ParameterError(f"--params-file {path}: expected '<node name>: ros__parameters: ...', "
-                                     f"got {type(doc).__name__}")
-            for section, body in doc.items():
-                if not _applies_to(str(section), node_name):
-                    continue
-                params = body.get("ros__parameters") if isinstance(body, dict) else None
-                if not isinstance(params, dict):
-                    raise ParameterError(f"--params-file {path}: section {section!r} has no ros__parameters")
-                for name, v in flatten_dict(params).items():
-                    _check_one(name, v, defaults, node_name, f"--params-file {path} (section {section})",
-                               others_too=str(section).strip() in ("/**", "**"))

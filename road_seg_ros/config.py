@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from road_seg_core.node_params import ParameterError, check_parameter, flatten_dict
+from road_seg_core.node_args import flatten_params
+from road_seg_core.node_params import ParameterError, check_parameter
 from road_seg_core.preprocess import PreprocessConfig
 from road_seg_core.thermal import ThermalConfig
 
@@ -141,7 +142,7 @@ class PerceptionConfig:
         doc = yaml.safe_load(path.read_text()) or {}
         section = doc.get(node_name) or doc.get(f"/{node_name}") or doc.get("/**") or {}
         params = section.get("ros__parameters", {})
-        return cls.from_flat(flatten_dict(params))
+        return cls.from_flat(flatten_params(params))
 
 
 def validate(cfg: PerceptionConfig) -> None:

@@ -33,7 +33,7 @@ from road_seg_core.engines import create_engine
 from road_seg_core.frames import SensorFrame
 from road_seg_core.handoff import LatestSlot
 from road_seg_core.image_codec import ImageFormatError
-from road_seg_core.node_params import ParameterError, check_ros_arguments
+from road_seg_core.node_args import ArgumentError, check_ros_arguments
 from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_core.sensor_timeout import TolerantSynchronizer
 from road_seg_core.telemetry import NodeStats
@@ -282,8 +282,9 @@ def main(args: list[str] | None = None) -> int:
     # Before rcl parses the arguments: a missing --params-file would be "Failed to parse global arguments",
     # and a `-p` that a node-specific file entry overrides would be dropped in silence.
     try:
-        check_ros_arguments(list(sys.argv if args is None else args), PerceptionConfig().flat(), NODE_NAME)
-    except ParameterError as exc:
+        check_ros_arguments(list(sys.argv if args is None else args), NODE_NAME, PerceptionConfig().flat(),
+                            PerceptionConfig.from_flat)
+    except ArgumentError as exc:
         print(f"perception_node: {exc}", file=sys.stderr)
         return 2
     try:

@@ -13,7 +13,8 @@ import rclpy
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
-from road_seg_core.node_params import ParameterError, check_parameter, check_ros_arguments, parse_override
+from road_seg_core.node_args import ArgumentError, check_ros_arguments, parse_override
+from road_seg_core.node_params import ParameterError, check_parameter
 from road_seg_ros.config import NODE_NAME, PerceptionConfig
 from road_seg_ros.launch_plan import config_dir
 
@@ -59,21 +60,30 @@ def test_the_same_rules_hold_for_the_bag_tools_reading_the_yaml(tmp_path):
 
 def test_command_line_checks_files_and_overrides_for_this_node_only(tmp_path):
     def check(*ros_args: str) -> None:
-        check_ros_arguments(["perception_node", "--ros-args", *ros_args], DEFAULTS, NODE_NAME)
+        check_ros_arguments(["perception_node", "--ros-args", *ros_args], NODE_NAME, DEFAULTS,
+                            PerceptionConfig.from_flat)
 
     check("--params-file", PARAMS, "-p", "threads:=2", "-p", "sim_sensors:rate:=abc", "-p", "use_sim_time:=true")
-    with pytest.raises(ParameterError, match=r"^--params-file .*nope.yaml: no such file$"):
+    with pytest.raises(ArgumentError, match=r"^--params-file .*nope.yaml: no such file$"):
         check("--params-file", str(tmp_path / "nope.yaml"))
-    with pytest.raises(ParameterError, match="did you mean threads"):
+    with pytest.raises(ArgumentError, match="did you mean threads"):
         check("-p", "thread:=2")
-    with pytest.raises(ParameterError, match="given by -p road_seg:threads:=x"):
+    with pytest.raises(ArgumentError, match="threads.*'x'.*, given by -p road_seg:threads:=x$"):
         check("-p", "road_seg:threads:=x")
-    with pytest.raises(ParameterError, match="given by -p renamed:threads:=x"):
+    with pytest.raises(ArgumentError, match="given by -p renamed:threads:=x"):
         check("-r", "__node:=renamed", "-p", "renamed:threads:=x")
+    with pytest.raises(ArgumentError, match="expects NAME:=VALUE"):
+        check("-p", "threads")
     shared = tmp_path / "shared.yaml"  # '/**' applies to every node: names it does not know are someone else's
     shared.write_text("/**:\n  ros__parameters:\n    rate: 5.0\n    threads: many\n")
-    with pytest.raises(ParameterError, match=r"parameter threads: .* given by --params-file .*\(section /\*\*\)"):
+    with pytest.raises(ArgumentError, match=r"threads.*'many'.*given by --params-file .*\(section /\*\*\)$"):
         check("--params-file", str(shared))
+    # rules across parameters see everything given: max_depth from the file, min_depth from -p
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("road_seg:\n  ros__parameters:\n    max_depth: 100.0\n")
+    check("--params-file", str(deep), "-p", "min_depth:=50.0")
+    with pytest.raises(ArgumentError, match="min_depth"):
+        check("-p", "min_depth:=50.0")
 
 
 # -- real processes -----------------------------------------------------------------------------------------------
