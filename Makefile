@@ -36,3 +36,10 @@ colcon-test: $(STAMP)
 
 clean:
 	rm -rf build install log demo_output .pytest_cache
+
+## On a CUDA machine, from a plain copy of the tree (installs nothing): the CUDA/TensorRT tests and GPU speed
+## figures in one JSON (see README, "GPU check"). Uses the Python already there (GPU_PYTHON), not the venv.
+GPU_PYTHON ?= python3
+.PHONY: gpu-check
+gpu-check:
+	$(GPU_PYTHON) tools/gpu_check.py --out gpu_check.json

@@ -1,14 +1,14 @@
 """ros2 launch road_seg_ros perception.launch.py [params_file:=...] [model:=...] [use_sim_time:=true]
 [namespace:=...] [with_sim:=true]
 
-The processes come from road_seg_ros.launch_plan, which the demo and the tests use too.
+The processes come from road_seg_core.launch_plan, which the demo and the tests use too.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from road_seg_ros.launch_plan import PACKAGE, perception_plan
+from road_seg_core.launch_plan import PACKAGE, perception_plan
 
 ARGUMENTS = {
     "params_file": ("", "node parameters file (default: the installed config/perception.yaml)"),

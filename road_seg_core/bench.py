@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from road_seg_core.export import sensor_like_inputs
+from road_seg_core.export.exporter import sensor_like_inputs
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 

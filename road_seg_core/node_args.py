@@ -14,9 +14,11 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import yaml
+
+from road_seg_core.node_config import NODE_NAME, PerceptionConfig, flatten_params
 
 #: Parameters rclpy declares on every node itself.
 BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
@@ -56,18 +58,6 @@ def parse_override(text: str) -> Any:
     return "" if value is None else value
 
 
-def flatten_params(d: dict, prefix: str = "") -> dict[str, Any]:
-    """{"sync": {"slop": 0.1}} -> {"sync.slop": 0.1}: parameter names as the node declares them."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_params(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def ros_arguments(argv: list[str]) -> list[tuple[str, str]]:
     """(flag, value) pairs of the flags that take a value, inside `--ros-args ... [--]` sections."""
     pairs, inside, i = [], False, 0
@@ -104,7 +94,7 @@ def _read_params_file(path: str) -> dict:
     return doc
 
 
-def given_parameters(argv: list[str], node_name: str) -> dict[str, Given]:
+def given_parameters(argv: list[str], node_name: str = NODE_NAME) -> dict[str, Given]:
     """Parameter name -> (value, where it was given) for this node: parameters files in order, then `-p`."""
     pairs = ros_arguments(argv)
     for flag, value in pairs:
@@ -137,11 +127,11 @@ def given_parameters(argv: list[str], node_name: str) -> dict[str, Given]:
     return given
 
 
-def check_ros_arguments(argv: list[str], node_name: str, known: set[str] | dict[str, Any],
-                        build: Callable[[dict[str, Any]], Any]) -> None:
-    """ArgumentError (one line) unless every parameter the command line gives this node is one it has and
-    `build` (e.g. PerceptionConfig.from_flat, raising ValueError) accepts them all."""
+def check_ros_arguments(argv: list[str], node_name: str = NODE_NAME) -> PerceptionConfig:
+    """The configuration the command line gives this node, or ArgumentError (one line) unless every parameter
+    it gives is one the node has and PerceptionConfig accepts them all together."""
     given = given_parameters(argv, node_name)
+    known = PerceptionConfig().flat()
     values: dict[str, Any] = {}
     for name, item in given.items():
         if name in known:
@@ -154,7 +144,7 @@ def check_ros_arguments(argv: list[str], node_name: str, known: set[str] | dict[
             raise ArgumentError(f"parameter {name}: {node_name} has no such parameter, given by {item.where}; "
                                 f"{hint}")
     try:
-        build(values)
+        return PerceptionConfig.from_flat(values)
     except ValueError as exc:
         message = str(exc)
         named = sorted((message.find(n), -len(n), n) for n in values if n in message)

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from road_seg_core import bench as model_bench
-from road_seg_ros.processes import ProcessGroup
+from road_seg_core.processes import ProcessGroup
 
 OUT_TOPIC = "/road_seg/drivable_mask"
 NODE_OUTPUTS = ("drivable_mask", "obstacle_mask", "labels")
@@ -78,20 +78,23 @@ class StageBench:
     """Runs the node's per-frame code on prepared messages and times each stage."""
 
     def __init__(self, engine, cfg, messages: list[Any], ros_node) -> None:
+        import functools
+
         from sensor_msgs.msg import Image
 
+        from road_seg_core.input_plan import plan_inputs
         from road_seg_core.pipeline import SegmentationPipeline
-        from road_seg_core.sync import ApproximateTimeSynchronizer
-        from road_seg_ros.conversions import intrinsics_from_camera_info
-        from road_seg_ros.inputs import plan_inputs
+        from road_seg_core.reception import Reception
+        from road_seg_ros.conversions import image_to_array
 
         self.engine, self.cfg, self.messages = engine, cfg, messages
         self.plan = plan_inputs(tuple(engine.meta.modalities), cfg)
         self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config())
-        self.sync = ApproximateTimeSynchronizer(len(self.plan.keys), cfg.sync.queue_size, cfg.sync.slop)
-        self.topics = {k: getattr(cfg.topics, k) for k in self.plan.keys}
+        # The node's reception path, built the way the node builds it (same synchroniser for the same config).
+        self.reception = Reception(self.plan, cfg, functools.partial(image_to_array, use_cv_bridge=cfg.use_cv_bridge))
         first = messages[0]
-        self.camera = intrinsics_from_camera_info(first.left_info, first.right_info)
+        self.reception.receive_camera_info("left_info", first.left_info)
+        self.reception.receive_camera_info("right_info", first.right_info)
         self.publishers = {name: ros_node.create_publisher(Image, f"~/{name}", 5) for name in NODE_OUTPUTS}
         self.overlay_publisher = ros_node.create_publisher(Image, "~/overlay", 5)
         self._timed = _CpuTimedEngine(engine)
@@ -103,26 +106,19 @@ class StageBench:
         CPU time counts every thread of this process (OpenCV's and the runtime's workers included) and,
         unlike wall time, not the time spent waiting for a core on a busy machine.
         """
-        from road_seg_ros.conversions import array_to_image, image_to_array
-        from road_seg_ros.frame_assembly import DecodedInput, assemble_frame, check_encoding, disparity_intrinsics
+        from road_seg_ros.conversions import array_to_image
 
         msgs = self.messages[index % len(self.messages)]
         stamp = 1_000_000_000 + index * 33_000_000
         c0, t0 = time.process_time(), time.perf_counter()
         matched: list = []
-        for i, key in enumerate(self.plan.keys):
-            msg = getattr(msgs, key)
-            image = msg.image if key == "disparity" else msg
-            array = image_to_array(image, self.cfg.use_cv_bridge)
-            check_encoding(key, image.encoding, self.topics[key])
-            intr = disparity_intrinsics(msg.f, msg.t, image.width, image.height) if key == "disparity" else None
-            item = DecodedInput(stamp, image.header.frame_id, image.encoding, array, intr)
-            matched += self.sync.add(i, stamp, item)
+        for key in self.plan.keys:
+            matched += self.reception.receive(key, getattr(msgs, key), stamp)
         c1, t1 = time.process_time(), time.perf_counter()
-        if len(matched) != 1:
-            raise RuntimeError(f"synchroniser produced {len(matched)} sets for one frame")
-        decoded = dict(zip(self.plan.keys, matched[0]))
-        frame = assemble_frame(decoded, self.topics, self.camera, self.plan.needs_camera_info)
+        if len(matched) != 1 or matched[0].missing:
+            raise RuntimeError(f"synchroniser produced {len(matched)} sets for one frame "
+                               f"(rejected: {dict(self.reception.stats.rejected)})")
+        frame = self.reception.assemble(matched[0])
         c2, t2 = time.process_time(), time.perf_counter()
         result = self.pipeline.run(frame, with_overlay=with_overlay)
         c3, t3 = time.process_time(), time.perf_counter()
@@ -293,7 +289,7 @@ def sensor_rate_run(checkpoint: str, backend: str, device: str, rate: float, dur
                     sensor_size: tuple[int, int], cache_dir: str | None, log_dir: Path,
                     startup_timeout: float = 180.0) -> dict[str, Any]:
     """sim_sensors -> perception_node at `rate` Hz for `duration` s of steady state."""
-    from road_seg_ros.launch_plan import perception_plan
+    from road_seg_core.launch_plan import perception_plan
 
     domain = random.randint(201, 230)
     h, w = sensor_size
@@ -355,7 +351,7 @@ def sensor_rate_run(checkpoint: str, backend: str, device: str, rate: float, dur
 def bare_receive_run(keys: Sequence[str], cfg, rate: float, sets: int, sensor_size: tuple[int, int],
                      log_dir: Path) -> dict[str, Any]:
     """sim_sensors -> an empty rclpy subscriber on the node's input topics with the node's QoS."""
-    from road_seg_ros.launch_plan import perception_plan
+    from road_seg_core.launch_plan import perception_plan
 
     domain = random.randint(201, 230)
     h, w = sensor_size
@@ -400,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
 
     from road_seg_core.bundled import resolve_model
     from road_seg_core.engines import create_engine, resolve_auto_device
-    from road_seg_ros.config import PerceptionConfig
+    from road_seg_core.node_config import PerceptionConfig
 
     from road_seg_core.checkpoint import CheckpointError, load_checkpoint
 

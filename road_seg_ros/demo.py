@@ -1,7 +1,7 @@
 """`road-seg demo` / `make demo`: sim_sensors + perception_node with the bundled model, on this machine.
 
 Starts the same two processes as `ros2 launch road_seg_ros perception.launch.py
-with_sim:=true` (road_seg_ros.launch_plan), listens to the node's outputs and
+with_sim:=true` (road_seg_core.launch_plan), listens to the node's outputs and
 the simulator's ground truth, and after a while writes overlay images and a
 summary (frames, latency, IoU against /sim/labels) to the output folder.
 """
@@ -24,10 +24,11 @@ import numpy as np
 from road_seg_core.bundled import resolve_model
 from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.image_codec import to_rgb8
+from road_seg_core.reception import image_array
+from road_seg_core.sensor_spec import GT_TOPIC, Topics, stamp_ns
 from road_seg_core.visualize import compose
 
 OUTPUTS = {"labels": "/road_seg/labels"}
-GT_TOPIC = "/sim/labels"
 CAMERA_KEEP = 60  # recent camera frames kept to pair with the node's labels (the node lags a few frames)
 
 
@@ -85,10 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
-    from road_seg_ros.config import Topics
-    from road_seg_ros.conversions import image_to_array
-    from road_seg_ros.launch_plan import perception_plan
-    from road_seg_ros.processes import ProcessGroup
+    from road_seg_core.launch_plan import perception_plan
+    from road_seg_core.processes import ProcessGroup
 
     plan = perception_plan(model=model, with_sim=True,
                            sim_parameters={"rate": args.rate, "width": args.width, "height": args.height},
@@ -107,33 +106,26 @@ def run(args: argparse.Namespace) -> int:
     shown: dict[int, np.ndarray] = {}  # camera images of the first --save frames the node labelled
     diag: dict[str, str] = {}
 
-    def stamp(msg) -> int:
-        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-    def image(msg, channels: int) -> np.ndarray:
-        shape = (msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width)
-        return np.frombuffer(msg.data, np.uint8).reshape(shape).copy()
-
-    def keep(store: dict, channels: int, limit: int = 400):
-        def cb(msg) -> None:
+    def keep(store: dict, limit: int = 400):
+        def cb(msg) -> None:  # the node's outputs and ground truth, decoded as the node decodes its inputs
             with lock:
                 if len(store) < limit:
-                    store[stamp(msg)] = image(msg, channels)
+                    store[stamp_ns(msg)] = image_array(msg).copy()
         return cb
 
     def on_camera(msg) -> None:
-        rgb = to_rgb8(image_to_array(msg), msg.encoding)
+        rgb = to_rgb8(image_array(msg), msg.encoding)
         with lock:
-            camera[stamp(msg)] = rgb
+            camera[stamp_ns(msg)] = rgb
             while len(camera) > CAMERA_KEEP:
                 camera.pop(next(iter(camera)))
 
-    store_labels = keep(labels, 1)
+    store_labels = keep(labels)
 
     def on_labels(msg) -> None:
         store_labels(msg)
         with lock:
-            s = stamp(msg)
+            s = stamp_ns(msg)
             if len(shown) < args.save and s in camera:
                 shown[s] = camera[s]
 
@@ -143,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 with lock:
                     diag.update({kv.key: kv.value for kv in status.values})
 
-    node.create_subscription(Image, GT_TOPIC, keep(gt, 1), qos)
+    node.create_subscription(Image, GT_TOPIC, keep(gt), qos)
     node.create_subscription(Image, OUTPUTS["labels"], on_labels, qos)
     node.create_subscription(Image, Topics().left, on_camera, qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from road_seg_ros.bag.bagio import open_reader
-from training.cli import main
+from road_seg_core.bag.bagio import open_reader
+from road_seg_cli.main import main
 
 ARGS = ["--frames", "3", "--width", "160", "--height", "96", "--seed", "2", "--no-progress"]
 

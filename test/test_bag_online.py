@@ -16,14 +16,14 @@ from stereo_msgs.msg import DisparityImage  # noqa: E402
 
 from road_seg_core.engines import create_engine  # noqa: E402
 from road_seg_core.pipeline import SegmentationPipeline  # noqa: E402
-from road_seg_ros.bag.bagio import open_reader  # noqa: E402
-from road_seg_ros.bag.replay import BagReplay  # noqa: E402
-from road_seg_ros.config import PerceptionConfig  # noqa: E402
-from road_seg_ros.inputs import plan_inputs  # noqa: E402
-from road_seg_ros.launch_plan import ProcessSpec, config_dir, perception_plan  # noqa: E402
-from road_seg_ros.processes import ProcessGroup  # noqa: E402
+from road_seg_core.bag.bagio import open_reader  # noqa: E402
+from road_seg_core.bag.replay import BagReplay  # noqa: E402
+from road_seg_core.node_config import PerceptionConfig  # noqa: E402
+from road_seg_core.input_plan import plan_inputs  # noqa: E402
+from road_seg_core.launch_plan import ProcessSpec, config_dir, perception_plan  # noqa: E402
+from road_seg_core.processes import ProcessGroup  # noqa: E402
 from rosutil import RELIABLE, Collector  # noqa: E402
-from training.cli import main  # noqa: E402
+from road_seg_cli.main import main  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -11,9 +11,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from road_seg_ros.config import Topics
-from road_seg_ros.launch_plan import perception_plan
-from road_seg_ros.processes import ProcessGroup
+from road_seg_core.node_config import Topics
+from road_seg_core.launch_plan import perception_plan
+from road_seg_core.processes import ProcessGroup
 from rosutil import RELIABLE, Collector
 
 pytestmark = pytest.mark.ros

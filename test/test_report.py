@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 
 from road_seg_core import labels as L
-from road_seg_ros.bag.report import iou_figure, latency_figure, plot_iou, plot_latency, plot_montage
-from road_seg_ros.bag.scoring import LATENCY_STAGES, Scoreboard, make_tile
+from road_seg_core.bag.report import iou_figure, latency_figure, plot_iou, plot_latency, plot_montage
+from road_seg_core.bag.scoring import LATENCY_STAGES, Scoreboard, make_tile
 from road_seg_core.visualize import legend_strip, bar_height
 
 H, W = 48, 64
