@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from road_seg_core.errors import UserError
 from road_seg_core import bench as model_bench
 from road_seg_ros import bench_live
 from road_seg_ros.bench_live import summarise
@@ -65,7 +66,7 @@ def received_messages(sensor_size: tuple[int, int], scenes: int = 3, seed: int =
 class StageBench:
     """Runs the node's per-frame code on prepared messages and times each stage."""
 
-    def __init__(self, engine, cfg, messages: list[Any], ros_node) -> None:
+    def __init__(self, engine, cfg, messages: list[Any], ros_node, preprocess_on: str = "auto") -> None:
         import functools
 
         from sensor_msgs.msg import Image
@@ -77,7 +78,7 @@ class StageBench:
 
         self.engine, self.cfg, self.messages = engine, cfg, messages
         self.plan = plan_inputs(tuple(engine.meta.modalities), cfg)
-        self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config())
+        self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config(), preprocess_on)
         # The node's reception path, built the way the node builds it (same synchroniser for the same config).
         self.reception = Reception(self.plan, cfg, functools.partial(image_to_array, use_cv_bridge=cfg.use_cv_bridge))
         first = messages[0]
@@ -158,6 +159,13 @@ class _CpuTimedEngine:
         finally:
             self.cpu_ms = (time.process_time() - start) * 1e3
 
+    def infer_labels_on_device(self, inputs):
+        start = time.process_time()
+        try:
+            return self._engine.infer_labels_on_device(inputs)
+        finally:
+            self.cpu_ms = (time.process_time() - start) * 1e3
+
     def __getattr__(self, name: str):
         return getattr(self._engine, name)
 
@@ -198,6 +206,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-backend", default="", help="backend of the node runs (default: the fastest "
                                                            "model backend measured here)")
     parser.add_argument("--no-live", action="store_true", help="skip the sim_sensors/perception_node runs")
+    parser.add_argument("--preprocess-on", choices=("auto", "host", "engine"), default="auto",
+                        help="node stages: preprocessing on the engine's device (GPU) or the host (default auto: "
+                             "the engine's device where it is a GPU)")
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
@@ -235,9 +246,10 @@ def run(args: argparse.Namespace) -> int:
         sizes = _sizes(args.sizes)
         drops = [float(d) for d in args.thermal_drop.split(",") if d.strip()]
         node_params = _node_params(args.node_param)
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
-        print(f"road-seg bench: {exc}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise UserError(f"{exc}; pass --checkpoint") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     device = resolve_auto_device(args.device)
     cache_dir = args.cache_dir or None
     report: dict[str, Any] = {"machine": model_bench.machine(), "checkpoint": checkpoint}
@@ -301,8 +313,9 @@ def _offline(args: argparse.Namespace, checkpoint: str, device: str, cache_dir: 
     rclpy.init(context=context, domain_id=random.randint(201, 230))
     try:
         ros_node = rclpy.create_node("road_seg", context=context)
-        stages = StageBench(engine, cfg, messages, ros_node)
+        stages = StageBench(engine, cfg, messages, ros_node, args.preprocess_on)
         report["node_stages"] = {"sensor_size": [h, w], "backend": node_backend, "device": engine.device,
+                                 "preprocess_on": "engine" if stages.pipeline.on_device else "host",
                                  "inputs": list(stages.plan.keys), "without_overlay": stages.run(args.frames),
                                  "with_overlay": stages.run(max(10, args.frames // 2), with_overlay=True)}
         ros_node.destroy_node()
@@ -346,8 +359,8 @@ def _render_offline(report: dict[str, Any]) -> list[str]:
         [model_bench.BackendResult(**r) for r in report["model"]])]
     ns = report["node_stages"]
     h, w = ns["sensor_size"]
-    lines += ["", f"== node per-frame cost at {w}x{h} ({ns['backend']} on {ns['device']}; inputs "
-                  f"{', '.join(ns['inputs'])}) ==",
+    lines += ["", f"== node per-frame cost at {w}x{h} ({ns['backend']} on {ns['device']}, preprocessing on the "
+                  f"{ns.get('preprocess_on', 'host')}; inputs {', '.join(ns['inputs'])}) ==",
               f"{'stage':<14}{'p50 ms':>7}{'p99 ms':>9}{'+overlay p50':>14}"]
     for stage in STAGES + ("overhead", "overhead_cpu"):
         a, b = ns["without_overlay"][stage], ns["with_overlay"][stage]

@@ -24,6 +24,7 @@ from stereo_msgs.msg import DisparityImage
 from road_seg_core.sensor_spec import DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, scene_messages
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.conversions import camera_info, sensor_image_message
+from road_seg_ros.node_exit import end_process, interrupt_once
 
 
 @dataclass
@@ -59,6 +60,8 @@ class SimSensors(Node):
         width, height = int(p("width", 1280).value), int(p("height", 720).value)
         seed = int(p("seed", 0).value)
         conditions = tuple(p("conditions", ["day", "night", "fog"]).value)
+        frames_per_condition = int(p("frames_per_condition", 10).value)  # 0: one condition, drawn by the seed
+        showcase = bool(p("showcase", True).value)  # kerbed street, every obstacle kind every 25 m
         loop_frames = int(p("loop_frames", 30).value)  # pre-rendered and cycled, so 60 Hz is reachable on a CPU
         self.max_frames = int(p("max_frames", 0).value)  # 0 = run until stopped
         self.publish_disparity = bool(p("publish_disparity", False).value)
@@ -79,7 +82,8 @@ class SimSensors(Node):
             "left_info": self.create_publisher(CameraInfo, topics.left_info, qos),
             "right_info": self.create_publisher(CameraInfo, topics.right_info, qos),
         }
-        stream = SceneStream(seed=seed, width=width, height=height, conditions=conditions)
+        stream = SceneStream(seed=seed, width=width, height=height, conditions=conditions,
+                             frames_per_condition=frames_per_condition or None, showcase=showcase)
         count = loop_frames if loop_frames > 0 else 1
         self.frames = [encode_scene(next(stream), self.publish_disparity) for _ in range(count)]
         self.stream = None if loop_frames > 0 else stream
@@ -135,16 +139,19 @@ class SimSensors(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_once()
     rclpy.init(args=args)
-    node = SimSensors()
+    node = None
     try:
+        node = SimSensors()  # pre-renders its scenes: Ctrl-C may come before it spins
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from road_seg_core.input_plan import plan_inputs
 from road_seg_core.launch_plan import config_dir
 from road_seg_core.reception import image_array
 from road_seg_core.sensor_spec import intrinsics_from_camera_info, stamp_ns
-from training.cli import main
+from road_seg_cli.main import main
 
 FRAMES, WIDTH, HEIGHT, SEED = 6, 160, 96, 5
 STORAGES = ("mcap", "sqlite3")
@@ -379,7 +379,7 @@ def test_unknown_storage(tmp_path, bags, tiny_checkpoint, capsys):
 
 def test_topic_absent_lists_the_bags_topics(tmp_path, bags, tiny_checkpoint, capsys):
     params = yaml.safe_load((config_dir() / "perception.yaml").read_text())
-    params["road_seg"]["ros__parameters"]["topics"]["thermal"] = "/boson/thermal"
+    params["/**/road_seg"]["ros__parameters"]["topics"]["thermal"] = "/boson/thermal"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     assert _eval(bags["mcap"], tiny_checkpoint, "--params", str(path), "--report", str(tmp_path / "r")) == 2
@@ -436,7 +436,7 @@ def test_bag_tools_do_not_import_ros():
             for mod in names:
                 if mod.split(".")[0] in ros:
                     offenders.append(f"{name} imports {mod}")
-                elif mod.split(".")[0] in ("road_seg_core", "road_seg_ros", "training"):
+                elif mod.split(".")[0] in ("road_seg_core", "road_seg_ros", "road_seg_training"):
                     todo.append(mod)
                     todo += [f"{mod}.{a.name}" for a in getattr(node, "names", []) if isinstance(node, ast.ImportFrom)]
     assert "road_seg_core.frame_assembly" in seen and "road_seg_core.pipeline" in seen
