@@ -31,7 +31,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from road_seg_core.models.config import MODALITY_CHANNELS, OUTPUT_STRIDE, ModelConfig
+from road_seg_core.models.config import MODALITY_CHANNELS, MODALITY_RANGES, OUTPUT_STRIDE, ModelConfig
 
 #: metadata_props key holding the JSON description of an exported model.
 METADATA_KEY = "road_seg"
@@ -167,7 +167,8 @@ def onnx_metadata(config: ModelConfig, dynamic: bool, provenance: Mapping[str, A
 
 
 _UNITS = {"rgb": "RGB 0..255", "depth": "metres, 0 = no data", "disparity": "pixels at input width, 0 = no data",
-          "thermal": "(0, 1], 0 = no data"}
+          "thermal": "(0, 1], 0 = no data",
+          "height": "metres above a datum 1 m below the fitted road plane, 0 = no data"}
 
 
 def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:
@@ -317,14 +318,13 @@ def sensor_like_inputs(modalities: tuple[str, ...], size: tuple[int, int], batch
     rng = np.random.default_rng(seed)
     h, w = size
     ramp = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None] * np.ones((1, w), np.float32)
-    ranges = {"rgb": 255.0, "depth": 40.0, "disparity": 64.0, "thermal": 1.0}
     out = {}
     for m in modalities:
         c = MODALITY_CHANNELS[m]
         noise = rng.random((batch, c, h, w), dtype=np.float32)
-        x = (0.6 * ramp + 0.4 * noise) * ranges[m]
+        x = (0.6 * ramp + 0.4 * noise) * MODALITY_RANGES[m]
         if c == 1:
-            x = np.where(rng.random((batch, 1, h, w)) < 0.1, 0.0, np.maximum(x, 1e-3 * ranges[m]))
+            x = np.where(rng.random((batch, 1, h, w)) < 0.1, 0.0, np.maximum(x, 1e-3 * MODALITY_RANGES[m]))
         out[m] = np.ascontiguousarray(x, dtype=np.float32)
     return out
 

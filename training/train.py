@@ -298,7 +298,8 @@ def poly_warmup_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
 def build_loss(cfg: TrainConfig, device: torch.device) -> nn.Module:
     from training.losses import PartialLabelCrossEntropy
 
-    return PartialLabelCrossEntropy(class_weights=cfg.class_weights or None).to(device)
+    return PartialLabelCrossEntropy(class_weights=cfg.class_weights or None, focal_gamma=cfg.focal_gamma,
+                                    hard_pixel_fraction=cfg.hard_pixel_fraction).to(device)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -408,7 +409,12 @@ class Trainer:
         seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
 
         self.model_cfg = cfg.model
-        model = build_model(cfg.model).to(self.device)
+        model = build_model(cfg.model)
+        if cfg.init_from:
+            from training.warm_start import warm_start
+
+            self.warm_start = warm_start(model, cfg.init_from, cfg.init_streams)
+        model = model.to(self.device)
         if cfg.bn_momentum is not None:  # not saved in checkpoints: affects training statistics only
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
