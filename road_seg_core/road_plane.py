@@ -52,8 +52,7 @@ class RoadPlane:
     @property
     def roll_deg(self) -> float:
         """Camera roll relative to the road, > 0 when the road's up vector leans towards +x (image right)."""
-        nx, ny, nz = self.normal
-        return math.degrees(math.atan2(nx, -ny))
+        return math.degrees(math.asin(max(-1.0, min(1.0, self.normal[0]))))
 
     @classmethod
     def from_pose(cls, height: float, pitch_deg: float, roll_deg: float = 0.0) -> "RoadPlane":

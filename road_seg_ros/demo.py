@@ -22,10 +22,13 @@ import numpy as np
 
 from road_seg_core.bundled import resolve_model
 from road_seg_core.metrics import ConfusionMatrix, to_json
+from road_seg_core.obstacle_metrics import ObstacleCounter
 from road_seg_core.postprocess import colorize
 
 OUTPUTS = {"labels": "/road_seg/labels", "overlay": "/road_seg/overlay"}
 GT_TOPIC = "/sim/labels"
+#: Lighting condition of the frames being published (std_msgs/String), when the simulator announces it.
+CONDITION_TOPIC = "/sim/condition"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
+    from std_msgs.msg import String
 
     from road_seg_ros.launch_plan import perception_plan
     from road_seg_ros.processes import ProcessGroup
@@ -84,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     labels: dict[int, np.ndarray] = {}
     overlays: dict[int, np.ndarray] = {}
     diag: dict[str, str] = {}
+    condition: list[str] = []  # latest announced condition
+    condition_of: dict[int, str] = {}  # ground-truth stamp -> condition current when it arrived
 
     def stamp(msg) -> int:
         return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -105,7 +111,20 @@ def run(args: argparse.Namespace) -> int:
                 with lock:
                     diag.update({kv.key: kv.value for kv in status.values})
 
-    node.create_subscription(Image, GT_TOPIC, keep(gt, 1), qos)
+    def on_condition(msg) -> None:
+        with lock:
+            condition[:] = [str(msg.data)]
+
+    keep_gt = keep(gt, 1)
+
+    def on_gt(msg) -> None:
+        keep_gt(msg)
+        with lock:
+            if condition:
+                condition_of[stamp(msg)] = condition[0]
+
+    node.create_subscription(String, CONDITION_TOPIC, on_condition, qos)
+    node.create_subscription(Image, GT_TOPIC, on_gt, qos)
     node.create_subscription(Image, OUTPUTS["labels"], keep(labels, 1), qos)
     node.create_subscription(Image, OUTPUTS["overlay"], keep(overlays, 3, limit=args.save), qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
@@ -132,8 +151,13 @@ def run(args: argparse.Namespace) -> int:
     with lock:
         matched = sorted(set(gt) & set(labels))
         cm = ConfusionMatrix()
+        obstacles = ObstacleCounter()
+        by_condition: dict[str, ObstacleCounter] = {}
         for s in matched:
             cm.update(labels[s], gt[s])
+            obstacles.update(labels[s], gt[s])
+            if s in condition_of:
+                by_condition.setdefault(condition_of[s], ObstacleCounter()).update(labels[s], gt[s])
         for i, (s, ov) in enumerate(sorted(overlays.items())):
             truth = colorize(gt[s]) if s in gt else np.zeros_like(ov)
             cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(np.hstack([ov, truth]), cv2.COLOR_RGB2BGR))
@@ -148,6 +172,10 @@ def run(args: argparse.Namespace) -> int:
         "dropped_sets": diag.get("dropped_sets"),
         "rejected_total": diag.get("rejected_total"),
         "metrics": to_json(metrics),
+        # Misses and false alarms of the negative-obstacle mask (road_seg_core.obstacle_metrics); per condition when
+        # the simulator announces conditions on /sim/condition.
+        "obstacles": to_json(obstacles.compute()),
+        "obstacles_by_condition": {c: to_json(o.compute()) for c, o in sorted(by_condition.items())},
         "overlays": sorted(p.name for p in out.glob("overlay_*.png")),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -156,5 +184,8 @@ def run(args: argparse.Namespace) -> int:
           f"{per['drivable']['iou']:.3f}, positive obstacle {per['positive_obstacle']['iou']:.3f}, negative obstacle "
           f"{per['negative_obstacle']['iou']:.3f}; latency p50 {summary['latency_ms']['p50']} ms, p99 "
           f"{summary['latency_ms']['p99']} ms")
+    ob = summary["obstacles"]
+    print(f"demo: potholes found {ob['potholes_found']}/{ob['potholes']} by object; phantom pothole frames "
+          f"{ob['phantom_frames']}/{ob['clear_frames']} of the frames without a pothole")
     print(f"demo: overlays (left: prediction, right: ground truth) and summary.json in {out.resolve()}")
     return 0 if matched else 1
