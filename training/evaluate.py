@@ -229,15 +229,21 @@ def evaluate_split(engine: Any, dataset: str, root: str, split: str, options: di
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          collate_fn=_collate_for(meta))
     node = ConfusionMatrix(len(meta.class_names), meta.class_names)
+    obstacles = ObstacleCounter() if tuple(meta.class_names) == tuple(L.CLASS_NAMES) else None
     native = ConfusionMatrix(space.num_classes, space.class_names, background_index=space.background_index) \
         if space is not None else None
     for batch in _progress(loader, len(loader), f"evaluate {dataset}/{split}", progress):
         inputs = {m: x.numpy() for m, x in batch["inputs"].items()}
         pred = engine.infer_labels(inputs)
         node.update(pred, batch["labels"].numpy())
+        if obstacles is not None:  # no depth here: recall by distance needs the synthetic path or a bag
+            for frame_pred, frame_labels in zip(pred, batch["labels"].numpy()):
+                obstacles.update(frame_pred, frame_labels)
         if native is not None:
             native.update(space.pred(pred), space.target(batch["target"].numpy()))
     out = report(node)
+    if obstacles is not None:
+        out["obstacles"] = to_json(obstacles.compute())
     out["samples"] = len(ds)
     out["convention"] = {**CONVENTION, "label_space": "node (" + ", ".join(L.CLASS_NAMES) + "); pixels whose "
                          "partial label allows several node classes are ignored",

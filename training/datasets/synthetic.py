@@ -23,7 +23,8 @@ Options:
   drive_stride stream frames (at 15 fps) between two samples of a drive (default 6, about 5 m at 12 m/s)
   depth_source "depth" (default), "disparity" (disparity computed from the rendered depth, as a ZED
               disparity topic) or "stereo" (SGBM on the rendered pair; slower, most realistic)
-  preprocess  a PreprocessConfig or its dict (overrides depth_source when it sets one)
+  preprocess  a PreprocessConfig or its dict (overrides depth_source when it sets one; `road_plane` takes the
+              RoadPlaneConfig fields of the "height" input's plane fit)
   cache       keep preprocessed samples in memory (about 15 bytes per input pixel per frame)
 
 Units: rgb 0..255, depth metres, disparity pixels at the input width, thermal (0, 1], height metres above a
