@@ -25,7 +25,6 @@ import os
 import pickle
 import platform
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +32,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from road_seg_core.atomic import atomic_open
+from road_seg_core.errors import UserError
 from road_seg_core.models import ModelConfig
 from road_seg_core.models.fusion_segnet import FusionSegNet, build_model
 
@@ -43,7 +44,7 @@ SUPPORTED_VERSIONS = (1,)
 _REQUIRED_KEYS = ("format", "format_version", "config", "state_dict")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unreadable, not ours, from an unsupported version, or does not fit its model."""
 
     def __init__(self, path: str | os.PathLike | None, problem: str) -> None:
@@ -103,18 +104,8 @@ def save_checkpoint(path: str | os.PathLike, model_or_state_dict: nn.Module | Ma
         "state_dict": state_dict,
         "provenance": _plain({**default_provenance(), **dict(provenance or {})}, "provenance"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique sibling name (not mkstemp, whose 0600 mode would survive the rename) keeps the umask's permissions.
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp_path, "xb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

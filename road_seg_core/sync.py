@@ -54,6 +54,12 @@ _LOG = logging.getLogger(__name__)
 NS_PER_S = 1_000_000_000
 
 
+def slop_to_ns(slop_s: float) -> int:
+    """Seconds -> integer ns exactly as rclpy's Duration(seconds=slop) does (truncation, not rounding), which is
+    what message_filters compares against: 0.0638 s is 63 799 999 ns there, so it is here."""
+    return int(slop_s * NS_PER_S)
+
+
 @dataclass
 class SyncStats:
     """Counters for diagnostics; per-input lists are indexed like the inputs.
@@ -168,7 +174,7 @@ class ApproximateTimeSynchronizer:
             raise ValueError(f"num_inputs must be >= 1, got {num_inputs}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-        slop_ns = round(slop_s * NS_PER_S)
+        slop_ns = slop_to_ns(slop_s)
         if not slop_ns >= 1:
             raise ValueError(f"slop_s must be > 0 (at least 1 ns), got {slop_s}")
         offsets = [0.0] * num_inputs if offsets_s is None else [float(o) for o in offsets_s]

@@ -1,7 +1,8 @@
-"""sensor_msgs <-> numpy, over road_seg_core's codec (or ROS 2 cv_bridge where it is installed).
+"""rclpy messages <-> numpy: the rclpy adapter of road_seg_core.sensor_spec (cv_bridge where installed).
 
-The node validates every image here, at reception: a message that cannot be
-decoded is rejected with a reason before it reaches the synchroniser.
+Field values come from `sensor_spec` (shared with the rosbags adapter,
+road_seg_core.bag.msgs); this module only copies them into rclpy message
+objects, and decodes pixels for the node's reception path (`image_to_array`).
 """
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import array
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
 
 from road_seg_core.frames import StereoIntrinsics
-from road_seg_core.image_codec import ImageFormatError, decode_image, encode_image
+from road_seg_core.image_codec import ImageFormatError, decode_image
+from road_seg_core.sensor_spec import SensorImage, camera_info_fields, image_fields
 
 try:  # ROS 2 cv_bridge on a ROS install; the PyPI "cv-bridge" is ROS 1's and is not used.
     from cv_bridge import CvBridge, CvBridgeError  # type: ignore
@@ -39,33 +42,35 @@ def image_to_array(msg: Image, use_cv_bridge: bool = True) -> np.ndarray:
 
 def array_to_image(image: np.ndarray, encoding: str, header: Header) -> Image:
     """Build an Image message; `data` is filled as array.array, the fast path for rclpy."""
-    step, buf = encode_image(image, encoding)
+    f = image_fields(image, encoding)
     msg = Image()
     msg.header = header
-    msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = step
+    msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step = f.height, f.width, f.encoding, \
+        f.is_bigendian, f.step
     data = array.array("B")
-    data.frombytes(buf.data if buf.flags.c_contiguous else buf.tobytes())
+    data.frombytes(f.data.data)
     msg.data = data
     return msg
 
 
-def intrinsics_from_camera_info(left: CameraInfo, right: CameraInfo) -> StereoIntrinsics:
-    """Stereo intrinsics from the rectified left/right CameraInfo (baseline from the right P's Tx = -fx*B)."""
-    return StereoIntrinsics.from_projection(left.p, right.p, left.width, left.height)
+def sensor_image_message(sensor: SensorImage, header: Header) -> Image | DisparityImage:
+    """The rclpy Image (or DisparityImage) of one `sensor_spec.SensorImage`."""
+    image = array_to_image(sensor.array, sensor.encoding, header)
+    if sensor.key != "disparity":
+        return image
+    msg = DisparityImage()
+    msg.header, msg.image, msg.f, msg.t = header, image, float(sensor.f), float(sensor.t)
+    msg.min_disparity = 0.0
+    msg.max_disparity = float(np.max(sensor.array)) if sensor.array.size else 0.0
+    msg.delta_d = 1.0 / 16
+    return msg
 
 
 def camera_info(intr: StereoIntrinsics, header: Header, right: bool = False) -> CameraInfo:
-    """CameraInfo of a rectified ZED-like camera (the right one carries Tx = -fx*B)."""
+    """CameraInfo of a rectified ZED-like camera (`sensor_spec.camera_info_fields`)."""
+    f = camera_info_fields(intr, right)
     msg = CameraInfo()
     msg.header = header
-    msg.width, msg.height = intr.width, intr.height
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    msg.k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    tx = -intr.fx * intr.baseline_m if right else 0.0
-    msg.p = [intr.fx, 0.0, intr.cx, tx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg.width, msg.height, msg.distortion_model = f.width, f.height, f.distortion_model
+    msg.d, msg.k, msg.r, msg.p = f.d, f.k, f.r, f.p
     return msg

@@ -1,7 +1,7 @@
 """`road-seg demo` / `make demo`: sim_sensors + perception_node with the bundled model, on this machine.
 
 Starts the same two processes as `ros2 launch road_seg_ros perception.launch.py
-with_sim:=true` (road_seg_ros.launch_plan), listens to the node's outputs and
+with_sim:=true` (road_seg_core.launch_plan), listens to the node's outputs and
 the simulator's ground truth, and after a while writes overlay images and a
 summary (frames, latency, IoU against /sim/labels) to the output folder.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -22,23 +23,25 @@ import numpy as np
 
 from road_seg_core.bundled import resolve_model
 from road_seg_core.metrics import ConfusionMatrix, to_json
+from road_seg_core.image_codec import to_rgb8
 from road_seg_core.obstacle_metrics import ObstacleCounter
-from road_seg_core.postprocess import colorize
+from road_seg_core.reception import image_array
+from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC, Topics, stamp_ns
+from road_seg_core.visualize import compose
 
-OUTPUTS = {"labels": "/road_seg/labels", "overlay": "/road_seg/overlay"}
-GT_TOPIC = "/sim/labels"
-#: Lighting condition of the frames being published (std_msgs/String), when the simulator announces it.
-CONDITION_TOPIC = "/sim/condition"
+OUTPUTS = {"labels": "/road_seg/labels"}
+CAMERA_KEEP = 60  # recent camera frames kept to pair with the node's labels (the node lags a few frames)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="folder for overlays and summary.json")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of simulated driving")
     parser.add_argument("--rate", type=float, default=5.0, help="sim_sensors frame rate (Hz)")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--width", type=int, default=640, help="simulated camera width in pixels")
+    parser.add_argument("--height", type=int, default=360, help="simulated camera height in pixels")
     parser.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device the node runs the model on (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--threads", type=int, default=1,
                         help="node inference threads (sim, node and this listener share the CPU)")
     parser.add_argument("--save", type=int, default=8, help="number of overlay images to save")
@@ -53,6 +56,21 @@ def _find_executable(name: str) -> str:
     if found:
         return str(Path(found).parent)
     raise FileNotFoundError(f"cannot find the {name} executable; install the package (make venv or colcon build)")
+
+
+def _number(value: str | None) -> int | float | None:
+    """A diagnostics value (always a string on the wire) as the number it is; None if absent or not a number."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None  # "nan" (an empty window) is no number JSON can hold
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from road_seg_ros.launch_plan import perception_plan
-    from road_seg_ros.processes import ProcessGroup
+    from road_seg_core.launch_plan import perception_plan
+    from road_seg_core.processes import ProcessGroup
 
     plan = perception_plan(model=model, with_sim=True,
                            sim_parameters={"rate": args.rate, "width": args.width, "height": args.height},
@@ -86,24 +104,34 @@ def run(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     gt: dict[int, np.ndarray] = {}
     labels: dict[int, np.ndarray] = {}
-    overlays: dict[int, np.ndarray] = {}
+    camera: dict[int, np.ndarray] = {}  # the last CAMERA_KEEP left images, by stamp
+    shown: dict[int, np.ndarray] = {}  # camera images of the first --save frames the node labelled
     diag: dict[str, str] = {}
     condition: list[str] = []  # latest announced condition
     condition_of: dict[int, str] = {}  # ground-truth stamp -> condition current when it arrived
 
-    def stamp(msg) -> int:
-        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-    def image(msg, channels: int) -> np.ndarray:
-        shape = (msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width)
-        return np.frombuffer(msg.data, np.uint8).reshape(shape).copy()
-
-    def keep(store: dict, channels: int, limit: int = 400):
-        def cb(msg) -> None:
+    def keep(store: dict, limit: int = 400):
+        def cb(msg) -> None:  # the node's outputs and ground truth, decoded as the node decodes its inputs
             with lock:
                 if len(store) < limit:
-                    store[stamp(msg)] = image(msg, channels)
+                    store[stamp_ns(msg)] = image_array(msg).copy()
         return cb
+
+    def on_camera(msg) -> None:
+        rgb = to_rgb8(image_array(msg), msg.encoding)
+        with lock:
+            camera[stamp_ns(msg)] = rgb
+            while len(camera) > CAMERA_KEEP:
+                camera.pop(next(iter(camera)))
+
+    store_labels = keep(labels)
+
+    def on_labels(msg) -> None:
+        store_labels(msg)
+        with lock:
+            s = stamp_ns(msg)
+            if len(shown) < args.save and s in camera:
+                shown[s] = camera[s]
 
     def on_diag(msg) -> None:
         for status in msg.status:
@@ -115,18 +143,18 @@ def run(args: argparse.Namespace) -> int:
         with lock:
             condition[:] = [str(msg.data)]
 
-    keep_gt = keep(gt, 1)
+    keep_gt = keep(gt)
 
     def on_gt(msg) -> None:
         keep_gt(msg)
         with lock:
             if condition:
-                condition_of[stamp(msg)] = condition[0]
+                condition_of[stamp_ns(msg)] = condition[0]
 
     node.create_subscription(String, CONDITION_TOPIC, on_condition, qos)
     node.create_subscription(Image, GT_TOPIC, on_gt, qos)
-    node.create_subscription(Image, OUTPUTS["labels"], keep(labels, 1), qos)
-    node.create_subscription(Image, OUTPUTS["overlay"], keep(overlays, 3, limit=args.save), qos)
+    node.create_subscription(Image, OUTPUTS["labels"], on_labels, qos)
+    node.create_subscription(Image, Topics().left, on_camera, qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -158,19 +186,19 @@ def run(args: argparse.Namespace) -> int:
             obstacles.update(labels[s], gt[s])
             if s in condition_of:
                 by_condition.setdefault(condition_of[s], ObstacleCounter()).update(labels[s], gt[s])
-        for i, (s, ov) in enumerate(sorted(overlays.items())):
-            truth = colorize(gt[s]) if s in gt else np.zeros_like(ov)
-            cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(np.hstack([ov, truth]), cv2.COLOR_RGB2BGR))
+        for i, (s, rgb) in enumerate(sorted(shown.items())):
+            picture = compose(rgb, labels[s], gt.get(s), caption=f"demo frame {i}, stamp {s}")
+            cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     metrics = cm.compute()
     summary = {
         "model": model,
-        "frames_published_by_node": int(diag.get("published", 0) or 0),
+        "frames_published_by_node": _number(diag.get("published")) or 0,
         "frames_evaluated": len(matched),
         "sim": {"width": args.width, "height": args.height, "rate_hz": args.rate, "duration_s": args.duration},
-        "latency_ms": {"p50": diag.get("latency_ms.p50"), "p99": diag.get("latency_ms.p99")},
-        "stage_ms_p50": {k.split(".")[1]: v for k, v in diag.items() if k.startswith("stage_ms.")},
-        "dropped_sets": diag.get("dropped_sets"),
-        "rejected_total": diag.get("rejected_total"),
+        "latency_ms": {"p50": _number(diag.get("latency_ms.p50")), "p99": _number(diag.get("latency_ms.p99"))},
+        "stage_ms_p50": {k.split(".")[1]: _number(v) for k, v in diag.items() if k.startswith("stage_ms.")},
+        "dropped_sets": _number(diag.get("dropped_sets")),
+        "rejected_total": _number(diag.get("rejected_total")),
         "metrics": to_json(metrics),
         # Misses and false alarms of the negative-obstacle mask (road_seg_core.obstacle_metrics); per condition when
         # the simulator announces conditions on /sim/condition.
@@ -187,5 +215,5 @@ def run(args: argparse.Namespace) -> int:
     ob = summary["obstacles"]
     print(f"demo: potholes found {ob['potholes_found']}/{ob['potholes']} by object; phantom pothole frames "
           f"{ob['phantom_frames']}/{ob['clear_frames']} of the frames without a pothole")
-    print(f"demo: overlays (left: prediction, right: ground truth) and summary.json in {out.resolve()}")
+    print(f"demo: overlays (camera | prediction | ground truth) and summary.json in {out.resolve()}")
     return 0 if matched else 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -21,13 +21,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from road_seg_core.depth import depth_to_disparity
+from road_seg_core.sensor_spec import DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, scene_messages
 from road_seg_core.synthetic import SceneStream, SyntheticScene
-from road_seg_ros.config import Topics
-from road_seg_ros.conversions import array_to_image, camera_info
-
-GT_TOPIC = "/sim/labels"
-JITTERED = ("right", "depth", "disparity", "thermal")
+from road_seg_ros.conversions import camera_info, sensor_image_message
+from road_seg_ros.node_exit import end_process, interrupt_once
 
 
 @dataclass
@@ -45,29 +42,14 @@ class SimMessages:
 
 
 def encode_scene(scene: SyntheticScene, with_disparity: bool) -> SimMessages:
-    """Encode a synthetic scene into the messages the sensors would send."""
-    f = scene.frame
-    h = Header(frame_id=f.frame_id or "zed_left_camera_optical_frame")
-    bgra = cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGRA)
-    right_bgra = cv2.cvtColor(f.right_rgb, cv2.COLOR_RGB2BGRA)
-    disp = DisparityImage()
-    if with_disparity:
-        intr = f.intrinsics
-        d = depth_to_disparity(np.nan_to_num(f.depth, nan=0.0), intr.fx, intr.baseline_m).astype(np.float32)
-        disp.image = array_to_image(d, "32FC1", h)
-        disp.f, disp.t = float(intr.fx), float(intr.baseline_m)
-        disp.min_disparity, disp.max_disparity, disp.delta_d = 0.0, float(d.max()), 1.0 / 16
-    thermal_header = Header(frame_id="boson_optical_frame")
-    return SimMessages(
-        left=array_to_image(bgra, "bgra8", h),
-        right=array_to_image(right_bgra, "bgra8", Header(frame_id="zed_right_camera_optical_frame")),
-        depth=array_to_image(f.depth.astype(np.float32), "32FC1", h),
-        disparity=disp,
-        thermal=array_to_image(f.thermal.astype(np.uint16), "mono16", thermal_header),
-        labels=array_to_image(scene.labels, "mono8", h),
-        left_info=camera_info(f.intrinsics, h),
-        right_info=camera_info(f.intrinsics, Header(frame_id="zed_right_camera_optical_frame"), right=True),
-    )
+    """The rclpy messages the sensors would send for a synthetic scene (`sensor_spec.scene_messages`)."""
+    spec = scene_messages(scene, with_disparity)
+    msgs = {key: sensor_image_message(img, Header(frame_id=img.frame_id)) for key, img in spec.images.items()}
+    if "disparity" not in msgs:
+        msgs["disparity"] = DisparityImage()
+    left_header = Header(frame_id=spec.left_frame)
+    return SimMessages(**msgs, left_info=camera_info(spec.intrinsics, left_header),
+                       right_info=camera_info(spec.intrinsics, Header(frame_id=RIGHT_FRAME), right=True))
 
 
 class SimSensors(Node):
@@ -78,12 +60,14 @@ class SimSensors(Node):
         width, height = int(p("width", 1280).value), int(p("height", 720).value)
         seed = int(p("seed", 0).value)
         conditions = tuple(p("conditions", ["day", "night", "fog"]).value)
+        frames_per_condition = int(p("frames_per_condition", 10).value)  # 0: one condition, drawn by the seed
+        showcase = bool(p("showcase", True).value)  # kerbed street, every obstacle kind every 25 m
         loop_frames = int(p("loop_frames", 30).value)  # pre-rendered and cycled, so 60 Hz is reachable on a CPU
         self.max_frames = int(p("max_frames", 0).value)  # 0 = run until stopped
         self.publish_disparity = bool(p("publish_disparity", False).value)
         self.publish_right = bool(p("publish_right", True).value)
-        self.jitter_s = {k: float(p(f"jitter_ms.{k}", 0.0).value) / 1e3 for k in JITTERED}
-        self.drop_rate = {k: float(p(f"drop_rate.{k}", 0.0).value) for k in ("left",) + JITTERED}
+        self.jitter_ms = {k: float(p(f"jitter_ms.{k}", 0.0).value) for k in JITTERED}
+        self.drop_rate = {k: float(p(f"drop_rate.{k}", 0.0).value) for k in DROPPABLE}
         topics = Topics(**{k: str(p(f"topics.{k}", v).value) for k, v in vars(Topics()).items()})
         self.rng = np.random.default_rng(seed)
 
@@ -98,19 +82,22 @@ class SimSensors(Node):
             "left_info": self.create_publisher(CameraInfo, topics.left_info, qos),
             "right_info": self.create_publisher(CameraInfo, topics.right_info, qos),
         }
-        stream = SceneStream(seed=seed, width=width, height=height, conditions=conditions)
+        stream = SceneStream(seed=seed, width=width, height=height, conditions=conditions,
+                             frames_per_condition=frames_per_condition or None, showcase=showcase)
         count = loop_frames if loop_frames > 0 else 1
         self.frames = [encode_scene(next(stream), self.publish_disparity) for _ in range(count)]
         self.stream = None if loop_frames > 0 else stream
         self.sent = 0
+        self.published = {key: 0 for key in ("left",) + JITTERED}
         self.timer = self.create_timer(1.0 / self.rate, self._tick)
+        # What was published, per input, once a second: benchmarks count losses between here and the node.
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_counts)
         self.get_logger().info(f"publishing {width}x{height} synthetic ZED + Boson at {self.rate:g} Hz "
                                f"({'live' if self.stream else f'{count} frames looped'})")
 
     def _stamp(self, base_ns: int, key: str) -> Time:
-        jitter = self.jitter_s.get(key, 0.0)
-        offset = int(self.rng.normal(0.0, jitter) * 1e9) if jitter > 0 else 0
-        return Time(nanoseconds=base_ns + offset).to_msg()
+        return Time(nanoseconds=base_ns + jitter_ns(self.rng, self.jitter_ms.get(key, 0.0))).to_msg()
 
     def _tick(self) -> None:
         if self.max_frames and self.sent >= self.max_frames:
@@ -138,21 +125,33 @@ class SimSensors(Node):
             if self.drop_rate.get(key, 0.0) > 0 and self.rng.random() < self.drop_rate[key]:
                 continue
             self.pubs[key].publish(getattr(msgs, key))
+            self.published[key] += 1
         self.pubs["labels"].publish(msgs.labels)
         self.sent += 1
 
+    def _publish_counts(self) -> None:
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name().lstrip('/')}: published",
+                                  level=DiagnosticStatus.OK, message="publishing")
+        status.values = [KeyValue(key=f"published.{k}", value=str(n)) for k, n in self.published.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(array)
+
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_once()
     rclpy.init(args=args)
-    node = SimSensors()
+    node = None
     try:
+        node = SimSensors()  # pre-renders its scenes: Ctrl-C may come before it spins
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Helpers for tests that run real rclpy processes: collect topics (processes: `road_seg_ros.processes`)."""
+"""Helpers for tests that run real rclpy processes: collect topics (processes: `road_seg_core.processes`)."""
 from __future__ import annotations
 
 import threading
@@ -10,7 +10,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from road_seg_ros.processes import ProcessGroup  # for type hints
+from road_seg_core.processes import ProcessGroup  # for type hints
 
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -1,7 +1,7 @@
 """The ablation benchmark's arithmetic: which figures it reads from which model, and how it prints them."""
 from __future__ import annotations
 
-from training.ablation import VARIANTS, format_summary, summarize
+from road_seg_training.ablation import VARIANTS, format_summary, summarize
 
 CLASSES = ("background", "drivable", "positive_obstacle", "negative_obstacle")
 

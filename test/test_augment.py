@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import AugmentConfig, Augmenter, Geometry, apply_geometry, resize_maps, sample_geometry
+from road_seg_training.augment import AugmentConfig, Augmenter, Geometry, apply_geometry, resize_maps, sample_geometry
 
 H, W = 64, 96
 

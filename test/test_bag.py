@@ -14,15 +14,17 @@ import yaml
 from road_seg_core.engines import create_engine
 from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.pipeline import SegmentationPipeline
-from road_seg_ros.bag import msgs
-from road_seg_ros.bag.bagio import open_reader, open_writer
-from road_seg_ros.bag.groundtruth import GroundTruthError, check_labels
-from road_seg_ros.bag.record import CONDITION_TOPIC, GT_TOPIC, SimRecording
-from road_seg_ros.bag.replay import BagReplay
-from road_seg_ros.config import PerceptionConfig, Topics
-from road_seg_ros.inputs import plan_inputs
-from road_seg_ros.launch_plan import config_dir
-from training.cli import main
+from road_seg_core.bag import msgs
+from road_seg_core.bag.bagio import open_reader, open_writer
+from road_seg_core.bag.groundtruth import GroundTruthError, check_labels
+from road_seg_core.bag.record import CONDITION_TOPIC, GT_TOPIC, SimRecording
+from road_seg_core.bag.replay import BagReplay
+from road_seg_core.node_config import PerceptionConfig, Topics
+from road_seg_core.input_plan import plan_inputs
+from road_seg_core.launch_plan import config_dir
+from road_seg_core.reception import image_array
+from road_seg_core.sensor_spec import intrinsics_from_camera_info, stamp_ns
+from road_seg_cli.main import main
 
 FRAMES, WIDTH, HEIGHT, SEED = 6, 160, 96, 5
 STORAGES = ("mcap", "sqlite3")
@@ -141,16 +143,16 @@ def test_sim_bag_has_sim_sensors_topics_types_encodings_and_stamps(bags, storage
         for topic, (encoding, frame_id) in expect.items():
             _, m = by_topic[topic][i]
             assert (m.encoding, m.header.frame_id, m.width, m.height) == (encoding, frame_id, WIDTH, HEIGHT)
-            jitter = abs(msgs.stamp_ns(m.header) - stamp)
+            jitter = abs(stamp_ns(m.header) - stamp)
             assert jitter <= (20_000_000 if topic == T.thermal else 0), (topic, jitter)  # thermal: 3 ms jitter
-        left = msgs.image_array(by_topic[T.left][i][1])
+        left = image_array(by_topic[T.left][i][1])
         np.testing.assert_array_equal(cv2.cvtColor(left, cv2.COLOR_BGRA2RGB), scene.frame.rgb)
-        np.testing.assert_array_equal(msgs.image_array(by_topic[T.depth][i][1]), scene.frame.depth)
-        np.testing.assert_array_equal(msgs.image_array(by_topic[T.thermal][i][1]), scene.frame.thermal)
-        np.testing.assert_array_equal(msgs.image_array(by_topic[GT_TOPIC][i][1]), scene.labels)
+        np.testing.assert_array_equal(image_array(by_topic[T.depth][i][1]), scene.frame.depth)
+        np.testing.assert_array_equal(image_array(by_topic[T.thermal][i][1]), scene.frame.thermal)
+        np.testing.assert_array_equal(image_array(by_topic[GT_TOPIC][i][1]), scene.labels)
         for topic in (T.left_info, T.right_info):
-            assert msgs.stamp_ns(by_topic[topic][i][1].header) == stamp
-        intr = msgs.intrinsics(by_topic[T.left_info][i][1], by_topic[T.right_info][i][1])
+            assert stamp_ns(by_topic[topic][i][1].header) == stamp
+        intr = intrinsics_from_camera_info(by_topic[T.left_info][i][1], by_topic[T.right_info][i][1])
         want = scene.frame.intrinsics
         assert (intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height) == \
             (want.fx, want.fy, want.cx, want.cy, want.width, want.height)
@@ -162,7 +164,7 @@ def test_sim_bag_has_sim_sensors_topics_types_encodings_and_stamps(bags, storage
 def test_sim_messages_equal_sim_sensors_encode_scene(scenes, recording):
     """Field for field what the live sim_sensors node publishes for the same scene (needs rclpy)."""
     pytest.importorskip("rclpy")
-    from road_seg_ros.bag.record import frame_messages
+    from road_seg_core.bag.record import frame_messages
     from road_seg_ros.sim_sensors import encode_scene
 
     scene = scenes[0]
@@ -233,17 +235,17 @@ def test_written_bag_reads_back_with_node_topics_types_and_stamps(evaluated, sto
         assert all(i.msgcount == FRAMES for i in reader.topics.values())
     per_stamp: dict[int, dict[str, object]] = {}
     for topic, _, _, msg in _read(written):
-        per_stamp.setdefault(msgs.stamp_ns(msg.header), {})[topic] = msg
+        per_stamp.setdefault(stamp_ns(msg.header), {})[topic] = msg
     assert set(per_stamp) == set(direct)
     for stamp, group in per_stamp.items():
         assert {m.header.frame_id for m in group.values()} == {"zed_left_camera_optical_frame"}
         assert {(m.width, m.height) for m in group.values()} == {(WIDTH, HEIGHT)}
         assert [group[t].encoding for t in OUTPUT_TOPICS] == ["mono8", "mono8", "mono8", "rgb8"]
-        labels = msgs.image_array(group["/road_seg/labels"])
+        labels = image_array(group["/road_seg/labels"])
         np.testing.assert_array_equal(labels, direct[stamp])
-        np.testing.assert_array_equal(msgs.image_array(group["/road_seg/drivable_mask"]),
+        np.testing.assert_array_equal(image_array(group["/road_seg/drivable_mask"]),
                                       np.where(labels == 1, 255, 0))
-        np.testing.assert_array_equal(msgs.image_array(group["/road_seg/obstacle_mask"]),
+        np.testing.assert_array_equal(image_array(group["/road_seg/obstacle_mask"]),
                                       np.where(np.isin(labels, (2, 3)), 255, 0))
         assert group[T.left].encoding == "bgra8"
 
@@ -266,13 +268,19 @@ def test_gt_dir_scores_only_annotated_frames(bags, tiny_checkpoint, tmp_path, di
     assert metrics["metrics"]["miou"] == expected["miou"]
 
 
+def _policy(cfg: PerceptionConfig, policy: str, **sync) -> PerceptionConfig:
+    return dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, policy=policy, **sync))
+
+
 def test_sync_drops_sets_whose_thermal_was_dropped(tmp_path, node_cfg, pipeline):
+    """The approximate (message_filters) policy: a left image whose thermal was lost gets no set."""
+    node_cfg = _policy(node_cfg, "approximate")
     bag = tmp_path / "dropping"
     assert _sim(bag, "mcap", "--drop-rate", "thermal=0.4", "--jitter-ms", "thermal=5,depth=2") == 0
     msgs_by_topic: dict[str, list[int]] = {}
     for topic, _, _, msg in _read(bag):
         if hasattr(msg, "header"):
-            msgs_by_topic.setdefault(topic, []).append(msgs.stamp_ns(msg.header))
+            msgs_by_topic.setdefault(topic, []).append(stamp_ns(msg.header))
     thermal = np.array(msgs_by_topic[T.thermal])
     assert 0 < len(thermal) < FRAMES
     expected = [s for s in msgs_by_topic[T.left] if np.min(np.abs(thermal - s)) < 50_000_000]
@@ -300,19 +308,47 @@ def test_replay_goes_on_without_a_thermal_camera_that_went_silent(tmp_path, node
     full, bag = tmp_path / "full", tmp_path / "thermal_dies"
     assert main(["sim", "--record", str(full), "--frames", "16", "--width", str(WIDTH), "--height", str(HEIGHT),
                  "--seed", str(SEED), "--storage", "mcap", "--no-progress"]) == 0
-    left = [msgs.stamp_ns(m.header) for topic, _, _, m in _read(full) if topic == T.left]
+    left = [stamp_ns(m.header) for topic, _, _, m in _read(full) if topic == T.left]
     _copy_without(full, bag, T.thermal, after_ns=left[4] - 1)  # thermal's last message: frame 3's
-    cfg = dataclasses.replace(node_cfg, sync=dataclasses.replace(node_cfg.sync, sensor_timeout=0.25))
+    cfg = _policy(node_cfg, "approximate", sensor_timeout=0.25)
     plan = plan_inputs(pipeline.modalities, cfg)
     with closing(open_reader(bag)) as reader:
         replay = BagReplay(reader, cfg, plan, pipeline)
         frames = list(replay.frames())
-    # frames 0..3 with thermal; 4, 5 wait for it (within 0.25 s of frame 3) and are lost; 6..15 go on without it
+    # approximate policy: frames 0..3 with thermal; 4, 5 wait for it (within 0.25 s of frame 3) and are lost; 6..15 go on without it
     assert [f.frame.stamp_ns for f in frames] == left[:4] + left[6:]
     assert all(f.frame.thermal is not None for f in frames[:4])
     assert all(f.frame.thermal is None and f.frame.depth is not None for f in frames[4:])
     assert replay.sync.down_names == ("thermal",)
     assert replay.sync.substituted[plan.keys.index("thermal")] == 10
+
+    with closing(open_reader(bag)) as reader:  # the default, left-driven policy loses no left image
+        replay = BagReplay(reader, _policy(node_cfg, "left", sensor_timeout=0.25), plan, pipeline)
+        frames = list(replay.frames())
+    assert [f.frame.stamp_ns for f in frames] == left
+    assert all(f.frame.thermal is not None for f in frames[:4])
+    assert all(f.frame.thermal is None and f.frame.depth is not None for f in frames[4:])
+    assert replay.sync.down_names == ("thermal",)
+    assert replay.sync.substituted[plan.keys.index("thermal")] == 12
+
+
+def test_left_policy_gives_every_left_image_a_frame_and_absent_thermal_where_it_was_lost(tmp_path, node_cfg,
+                                                                                          pipeline):
+    bag = tmp_path / "dropping"
+    assert _sim(bag, "mcap", "--drop-rate", "thermal=0.4", "--jitter-ms", "thermal=5,depth=2") == 0
+    by_topic: dict[str, list[int]] = {}
+    for topic, _, _, msg in _read(bag):
+        if hasattr(msg, "header"):
+            by_topic.setdefault(topic, []).append(stamp_ns(msg.header))
+    thermal = np.array(by_topic[T.thermal])
+    with closing(open_reader(bag)) as reader:
+        replay = BagReplay(reader, node_cfg, plan_inputs(pipeline.modalities, node_cfg), pipeline)
+        frames = list(replay.frames())
+    assert node_cfg.sync.policy == "left"
+    assert [f.frame.stamp_ns for f in frames] == by_topic[T.left]
+    for f in frames:
+        assert (f.frame.thermal is not None) == bool(np.min(np.abs(thermal - f.frame.stamp_ns)) < 50_000_000)
+    assert replay.sync.stats.missing[2] == FRAMES - len(thermal)
 
 
 # -- errors -------------------------------------------------------------------------------------------------------
@@ -343,7 +379,7 @@ def test_unknown_storage(tmp_path, bags, tiny_checkpoint, capsys):
 
 def test_topic_absent_lists_the_bags_topics(tmp_path, bags, tiny_checkpoint, capsys):
     params = yaml.safe_load((config_dir() / "perception.yaml").read_text())
-    params["road_seg"]["ros__parameters"]["topics"]["thermal"] = "/boson/thermal"
+    params["/**/road_seg"]["ros__parameters"]["topics"]["thermal"] = "/boson/thermal"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     assert _eval(bags["mcap"], tiny_checkpoint, "--params", str(path), "--report", str(tmp_path / "r")) == 2
@@ -382,7 +418,7 @@ def test_bag_tools_do_not_import_ros():
 
     repo = Path(__file__).resolve().parent.parent
     ros = {"rclpy", "sensor_msgs", "std_msgs", "stereo_msgs", "diagnostic_msgs", "message_filters", "cv_bridge"}
-    todo = [f"road_seg_ros.bag.{p.stem}" for p in (repo / "road_seg_ros" / "bag").glob("*.py")]
+    todo = [f"road_seg_core.bag.{p.stem}" for p in (repo / "road_seg_core" / "bag").glob("*.py")]
     seen: set[str] = set()
     offenders = []
     while todo:
@@ -400,17 +436,18 @@ def test_bag_tools_do_not_import_ros():
             for mod in names:
                 if mod.split(".")[0] in ros:
                     offenders.append(f"{name} imports {mod}")
-                elif mod.split(".")[0] in ("road_seg_core", "road_seg_ros", "training"):
+                elif mod.split(".")[0] in ("road_seg_core", "road_seg_ros", "road_seg_training"):
                     todo.append(mod)
                     todo += [f"{mod}.{a.name}" for a in getattr(node, "names", []) if isinstance(node, ast.ImportFrom)]
-    assert "road_seg_ros.frame_assembly" in seen and "road_seg_core.pipeline" in seen
+    assert "road_seg_core.frame_assembly" in seen and "road_seg_core.pipeline" in seen
     assert not offenders, offenders
 
 
 def test_frame_assembly_shared_with_the_node():
     from road_seg_core.frames import StereoIntrinsics
-    from road_seg_ros.frame_assembly import DecodedInput, assemble_frame, check_encoding, disparity_intrinsics
-    from road_seg_ros.inputs import InputRejected
+    from road_seg_core.frame_assembly import DecodedInput, assemble_frame, check_encoding
+    from road_seg_core.sensor_spec import disparity_intrinsics
+    from road_seg_core.input_plan import InputRejected
 
     bgra = np.zeros((4, 8, 4), np.uint8)
     bgra[..., 2] = 200  # red in BGRA

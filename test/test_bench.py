@@ -15,7 +15,7 @@ import torch
 from road_seg_core import bench as model_bench
 from road_seg_core.engines import create_engine
 from road_seg_ros import bench as node_bench
-from road_seg_ros.config import PerceptionConfig
+from road_seg_core.node_config import PerceptionConfig
 from tiny_models import TINY, save_calibrated
 
 
@@ -36,6 +36,9 @@ def test_model_bench_times_available_backends_and_explains_the_others(ckpt, tmp_
     assert trt and all(r.skipped for r in trt) or torch.cuda.is_available()
     table = model_bench.format_table(results)
     assert "onnxruntime" in table and "p50 ms" in table
+    for reason in {r.skipped for r in trt if r.skipped}:
+        assert table.count(reason) == 1  # fp16 and fp32 skipped for one reason: said once
+        assert all(r.device == "-" for r in trt)  # not "cpu": a skipped backend ran nowhere
 
 
 def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
@@ -65,3 +68,44 @@ def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
         "transport": {"empty_subscriber": {"cpu_ms_per_set": 2.0}}})
     assert summary.startswith("bench: ") and "x bare receive" in summary and "\n" not in summary
     assert np.isfinite(plain["overhead_cpu"]["p50"])
+
+
+def test_benchmark_node_and_bag_replay_share_one_reception_path(ckpt, tmp_path):
+    """The benchmark, the node and eval-bag receive through `Reception` with the same synchroniser for the same
+    configuration (the default: the left-driven policy with the default `sync.sensor_timeout`)."""
+    from rclpy.parameter import Parameter
+
+    from road_seg_core.bag.replay import BagReplay
+    from road_seg_core.bag.record import SimRecording, record
+    from road_seg_core.bag.bagio import open_reader
+    from road_seg_core.reception import Reception
+    from road_seg_core.left_sync import LeftDrivenSynchronizer
+    from road_seg_ros.perception_node import PerceptionNode
+
+    cfg = PerceptionConfig()
+    engine = create_engine(ckpt, backend="onnxruntime", device="cpu", cache_dir=tmp_path, threads=1)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=random.randint(201, 230))
+    try:
+        helper = rclpy.create_node("road_seg_bench", context=context)
+        stages = node_bench.StageBench(engine, cfg, node_bench.received_messages((90, 160), scenes=1), helper)
+        node = PerceptionNode(context=context, parameter_overrides=[
+            Parameter("model", value=str(ckpt)), Parameter("backend", value="onnxruntime"),
+            Parameter("device", value="cpu")])
+        try:
+            node_policy = node.reception.describe()
+            assert isinstance(node.reception, Reception) and isinstance(node.reception.sync, LeftDrivenSynchronizer)
+        finally:
+            node.destroy_node()
+        helper.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    assert isinstance(stages.reception, Reception)
+    assert stages.reception.describe() == node_policy
+    record(tmp_path / "bag", SimRecording(frames=2, width=64, height=48), progress=False)
+    reader = open_reader(tmp_path / "bag")
+    try:
+        replay = BagReplay(reader, cfg, stages.plan, stages.pipeline)
+        assert replay.reception.describe() == node_policy
+    finally:
+        reader.close()

@@ -30,3 +30,7 @@ def test_colcon_build_installs_executables_launch_config_and_model(tmp_path):
         assert (share / rel).is_file(), rel
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "road_seg_ros").is_file()
     assert list(prefix.rglob("road_seg_core/data/demo_model.pt")), "bundled model not installed"
+    for rel in ("road_seg_cli/main.py", "road_seg_training/train/trainer.py", "road_seg_training/configs/npo.yaml"):
+        assert list(prefix.rglob(rel)), f"{rel} not installed"
+    assert not [p for p in prefix.rglob("training") if p.parent.name in ("site-packages", "dist-packages")], \
+        "a top-level package named `training` is installed"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from road_seg_ros.config import PerceptionConfig
-from road_seg_ros.inputs import StartupError, plan_inputs
+from road_seg_core.node_config import PerceptionConfig
+from road_seg_core.input_plan import StartupError, plan_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 

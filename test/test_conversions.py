@@ -9,7 +9,8 @@ from std_msgs.msg import Header
 from road_seg_core.frames import StereoIntrinsics
 from road_seg_core.image_codec import ImageFormatError
 from road_seg_ros import conversions
-from road_seg_ros.conversions import array_to_image, camera_info, image_to_array, intrinsics_from_camera_info
+from road_seg_core.sensor_spec import intrinsics_from_camera_info
+from road_seg_ros.conversions import array_to_image, camera_info, image_to_array
 
 CASES = [
     ("bgra8", np.uint8, (5, 7, 4)),

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from road_seg_core.preprocess import Preprocessor
 from road_seg_core.synthetic import SceneStream, render_scene
-from training import label_sets
-from training.datasets import DatasetError, build_dataset, build_mixed, detect_layout
+from road_seg_training import label_sets
+from road_seg_training.datasets import DatasetError, build_dataset, build_mixed, detect_layout
 
 NPO_MINI = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "npo_mini"
 needs_npo_mini = pytest.mark.skipif(not NPO_MINI.is_dir(), reason=f"NPO sample frames not found at {NPO_MINI}")

@@ -205,30 +205,34 @@ def test_unknown_backend_lists_the_known_ones(checkpoint_path):
 
 
 def test_registered_backends_are_created_by_name(monkeypatch, checkpoint_path):
-    monkeypatch.setattr(engines, "_BACKENDS", dict(engines._BACKENDS))
+    monkeypatch.setattr(engines.Backends, "IMPORTERS", dict(engines.Backends.IMPORTERS))
     received = {}
 
     def factory(path, device="cpu", **opts):
         received.update(path=path, device=device, **opts)
         return RecordingEngine()
 
-    register_backend("recording", factory)
+    register_backend("recording", lambda: factory)
     engine = create_engine(checkpoint_path, backend="recording", device="cuda", workspace_mb=64)
     assert isinstance(engine, RecordingEngine)
     assert received == {"path": checkpoint_path, "device": "cuda", "workspace_mb": 64}
     assert "recording" in engines.available_backends()
     with pytest.raises(ValueError, match="already registered"):
-        register_backend("recording", factory)
-    register_backend("recording", factory, replace=True)
+        register_backend("recording", lambda: factory)
+    register_backend("recording", lambda: factory, replace=True)
 
 
 def test_lazy_backend_that_cannot_import_fails_only_when_used(monkeypatch, checkpoint_path):
-    monkeypatch.setattr(engines, "_BACKENDS", dict(engines._BACKENDS))
-    register_backend("fake_trt", "road_seg_core.engines.not_a_module_here:create")
+    monkeypatch.setattr(engines.Backends, "IMPORTERS", dict(engines.Backends.IMPORTERS))
+
+    def importer():
+        from road_seg_core.engines import not_a_module_here  # noqa: F401 (absent on purpose)
+
+    register_backend("fake_trt", importer)  # registering imports nothing
     with pytest.raises(EngineError, match="backend 'fake_trt' is not usable here"):
         create_engine(checkpoint_path, backend="fake_trt")
-    with pytest.raises(ValueError, match="module:function"):
-        register_backend("bad", "just_a_module")
+    with pytest.raises(ValueError, match="importer function"):
+        register_backend("bad", "road_seg_core.engines.torch_engine:create_torch_engine")
 
 
 def test_torch_engine_accepts_a_model_directly():
@@ -253,3 +257,21 @@ def test_cuda_fp16_agrees_with_cpu(engine, checkpoint_path):
     inputs = frame(batch=2)
     np.testing.assert_allclose(gpu.infer(inputs), engine.infer(inputs), atol=0.05, rtol=0.05)
     assert (gpu.infer_labels(inputs) == engine.infer_labels(inputs)).mean() > 0.99
+
+
+def test_auto_device_with_a_gpu_and_cpu_only_onnxruntime_runs_on_the_cpu(monkeypatch, caplog, checkpoint_path,
+                                                                           tmp_path):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU visible to torch
+    assert engines.resolve_auto_device("auto", "torch") == "cuda"
+    with caplog.at_level("WARNING", logger="road_seg_core.engines"):
+        engine = create_engine(checkpoint_path, backend="onnxruntime", device="auto", cache_dir=tmp_path,
+                               threads=1)
+    assert engine.device == "cpu"
+    lines = [r.getMessage() for r in caplog.records if r.name == "road_seg_core.engines"]
+    assert len(lines) == 1 and "no CUDA provider" in lines[0] and "cpu" in lines[0]
+    with pytest.raises(EngineError, match="no CUDA provider"):  # asked for cuda explicitly: still an error
+        create_engine(checkpoint_path, backend="onnxruntime", device="cuda", cache_dir=tmp_path)

@@ -23,7 +23,7 @@ from road_seg_core.export import (
     sha256_file,
 )
 from tiny_models import TINY, save_calibrated
-from training import cli
+from road_seg_cli import main as cli
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -165,3 +165,18 @@ def test_cuda_without_the_cuda_provider_is_refused(ckpt):
         pytest.skip("this onnxruntime has a CUDA provider")
     with pytest.raises(EngineError, match="no CUDA provider"):
         create_engine(ckpt, backend="onnxruntime", device="cuda")
+
+
+def test_onnxruntime_labels_come_from_the_graph_and_io_binding_gives_the_same(static_onnx, dynamic_onnx):
+    inputs = sensor_like_inputs(TINY.modalities, TINY.input_size, batch=2, seed=14)
+    for path in (static_onnx, dynamic_onnx):
+        plain = create_engine(path, backend="onnxruntime", device="cpu", threads=1)
+        bound = create_engine(path, backend="onnxruntime", device="cpu", threads=1, io_binding=True)
+        assert not plain.io_binding and bound.io_binding  # cpu: plain runs unless asked
+        assert [o.name for o in plain.session.get_outputs()] == [OUTPUT_NAME, "labels"]
+        expected = plain.infer(inputs).argmax(1).astype(np.uint8)
+        for engine in (plain, bound):
+            labels = engine.infer_labels(inputs)
+            assert labels.dtype == np.uint8 and labels.shape == (2, *TINY.input_size)
+            np.testing.assert_array_equal(labels, expected)
+        np.testing.assert_array_equal(bound.infer(inputs), plain.infer(inputs))

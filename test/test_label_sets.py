@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import label_sets as ls
+from road_seg_training import label_sets as ls
 
 BG, DR, POS, NEG = 0, 1, 2, 3
 

@@ -1,4 +1,4 @@
-from road_seg_ros.launch_plan import perception_plan
+from road_seg_core.launch_plan import perception_plan
 
 
 def test_plan_matches_the_launch_arguments():
@@ -20,7 +20,7 @@ def test_process_group_reports_exits_keeps_logs_and_stops_what_ignores_sigint(tm
     import sys
     import time
 
-    from road_seg_ros.processes import ProcessGroup
+    from road_seg_core.processes import ProcessGroup
 
     stubborn = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
     with ProcessGroup([("quick", [sys.executable, "-c", "print('bye'); raise SystemExit(3)"]),

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.label_sets import ALL, bits
-from training.losses import PartialLabelCrossEntropy, allowed_mask, class_weights_from_counts
+from road_seg_training.label_sets import ALL, bits
+from road_seg_training.losses import PartialLabelCrossEntropy, allowed_mask, class_weights_from_counts
 
 
 def _logits(seed: int = 0, shape=(2, 4, 5, 6)) -> torch.Tensor:

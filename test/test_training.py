@@ -17,9 +17,9 @@ import torch
 
 from road_seg_core.checkpoint import load_checkpoint
 from road_seg_core.engines import create_engine
-from training.config import TrainConfig, apply_overrides
-from training.evaluate import evaluate_split, evaluate_synthetic
-from training.train import MixedSampler, ResumeError, Trainer, poly_warmup_factor, train
+from road_seg_training.config import TrainConfig, apply_overrides
+from road_seg_training.evaluate import evaluate_split, evaluate_synthetic
+from road_seg_training.train import MixedSampler, ResumeError, Trainer, poly_warmup_factor, train
 
 REPO = Path(__file__).resolve().parent.parent
 NPO_MINI = REPO.parent / "shared" / "data" / "npo_mini"
@@ -80,7 +80,7 @@ def test_bad_configs_name_the_problem(tmp_path, override, message):
 
 
 def test_shipped_configs_are_valid():
-    for path in sorted((REPO / "training" / "configs").glob("*.yaml")):
+    for path in sorted((REPO / "road_seg_training" / "configs").glob("*.yaml")):
         cfg = TrainConfig.from_yaml(path)
         assert cfg.data.datasets, path
 
@@ -209,7 +209,7 @@ class _Run:
 @pytest.fixture
 def cli(capsys):
     """`road-seg ARGS...` in this process (the entry point's own `main`), returning code and captured output."""
-    from training.cli import main
+    from road_seg_cli.main import main
 
     def call(*args: str) -> _Run:
         capsys.readouterr()
@@ -294,7 +294,7 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     cfg_path.write_text(tiny_config(out, **{"schedule.epochs": 1, "batch_size": 2}).to_yaml())
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "training.cli", "train", "--config", str(cfg_path), "--device", "cpu"],
+                           "-m", "road_seg_cli", "train", "--config", str(cfg_path), "--device", "cpu"],
                           capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     provenance = load_checkpoint(out / "last.pt").provenance
@@ -303,3 +303,71 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     # 8 scenes, batch 2 per process, 2 processes: 2 steps, each logged once (only rank 0 writes)
     assert [r["step"] for r in records if r["kind"] == "train"] == [0, 1]
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1]
+
+
+# -- runs are never lost; one configuration path ---------------------------------------------------------------
+
+
+def test_training_into_a_folder_with_a_run_is_refused_unless_overwrite(cli, tmp_path):
+    out = tmp_path / "run"
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(tiny_config(out, **{"schedule.epochs": 1}).to_yaml())
+    first = cli("train", "--config", str(cfg_path))
+    assert first.returncode == 0, first.stderr
+    assert "best epoch 1: val mIoU" in first.stderr and str(out / "best.pt") in first.stderr
+    best = (out / "best.pt").read_bytes()
+    again = cli("train", "--config", str(cfg_path))
+    lines = again.stderr.strip().splitlines()
+    assert again.returncode == 2 and len(lines) == 1 and "Traceback" not in again.stderr
+    assert "already holds a run" in lines[0] and "--resume" in lines[0] and "--overwrite" in lines[0]
+    assert (out / "best.pt").read_bytes() == best  # untouched
+    replaced = cli("train", "--config", str(cfg_path), "--overwrite", "--set", "seed=1")
+    assert replaced.returncode == 0, replaced.stderr
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1]  # one run's log, not two appended
+    assert load_checkpoint(out / "last.pt").provenance["seed"] == 1
+
+
+def test_flags_and_set_compose_in_one_documented_order(tmp_path):
+    from road_seg_training.config import ConfigError
+    from road_seg_training.train import TrainRequest, resolve_config
+
+    cfg = resolve_config(TrainRequest(dataset="synthetic", epochs=3,
+                                      overrides=["data.datasets.0.options.frames=48", "optim.lr=0.02"]))
+    assert cfg.data.datasets[0].name == "synthetic" and cfg.data.datasets[0].options == {"frames": 48}
+    assert cfg.schedule.epochs == 3 and cfg.optim.lr == pytest.approx(0.02)
+    with pytest.raises(ConfigError, match=r"--set schedule.epochs=5 conflicts with --epochs 3"):
+        resolve_config(TrainRequest(epochs=3, overrides=["schedule.epochs=5"]))
+    with pytest.raises(ConfigError, match=r"data.datasets.0.name=npo conflicts with --dataset synthetic"):
+        resolve_config(TrainRequest(dataset="synthetic", overrides=["data.datasets.0.name=npo"]))
+    with pytest.raises(ConfigError, match=r"optim.learning_rate"):
+        resolve_config(TrainRequest(dataset="synthetic", overrides=["optim.learning_rate=0.1"]))
+    # a config file's own model inputs are kept: only flags-only datasets bring theirs
+    path = tmp_path / "c.yaml"
+    path.write_text(tiny_config(tmp_path).to_yaml())
+    assert resolve_config(TrainRequest(config=path)).model.modalities == ("rgb", "depth", "thermal")
+
+
+@pytest.mark.skipif(not NPO_MINI.is_dir(), reason=f"NPO sample not found at {NPO_MINI}")
+def test_npo_from_flags_alone_builds_an_npo_model(cli, tmp_path):
+    """`--dataset npo --root` alone: rgb+depth (NPO has no thermal camera), depth scale 255, batch fitted to 5 frames."""
+    from road_seg_training.train import TrainRequest, resolve_config
+
+    logged: list[str] = []
+    cfg = resolve_config(TrainRequest(dataset="npo", root=str(NPO_MINI)), log=logged.append)
+    assert cfg.model.modalities == ("rgb", "depth")
+    assert cfg.model.norms["depth"].scale == pytest.approx(255.0) and cfg.model.norms["rgb"].scale == 255.0
+    assert "model.modalities [rgb, depth]" in logged[0] and "model.norms.depth.scale 255" in logged[0]
+    kept = resolve_config(TrainRequest(dataset="npo", root=str(NPO_MINI),
+                                       overrides=["model.modalities=[rgb]"]), log=logged.append)
+    assert kept.model.modalities == ("rgb",)
+
+    out = tmp_path / "npo"
+    proc = cli("train", "--dataset", "npo", "--root", str(NPO_MINI), "--epochs", "1", "--out", str(out),
+               "--set", "model.input_size=[64,96]", "--set", f"model.encoder={TINY_MODEL['encoder']}",
+               "--set", "model.decoder_channels=16", "--set", "num_threads=1", "--set", "log.progress=false",
+               "--set", "log.tensorboard=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "training with batch_size 5" in proc.stderr and "warning" not in proc.stderr
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt.config.modalities == ("rgb", "depth") and ckpt.config.norms["depth"].scale == 255.0

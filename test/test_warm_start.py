@@ -7,7 +7,7 @@ import torch
 from road_seg_core.checkpoint import save_checkpoint
 from road_seg_core.models import build_model
 from tiny_models import TINY, calibrated_model
-from training.warm_start import warm_start
+from road_seg_training.warm_start import warm_start
 
 
 def test_matching_tensors_are_copied_and_a_new_stream_borrows_the_depth_stream(tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from road_seg_core.checkpoint import save_checkpoint
-from road_seg_core.export import sensor_like_inputs
+from road_seg_core.export.exporter import sensor_like_inputs
 from road_seg_core.models import ModelConfig, build_model
 
 TINY = ModelConfig(modalities=("rgb", "depth", "thermal"), encoder="mobilenet_v3_small", width_mult=0.5,

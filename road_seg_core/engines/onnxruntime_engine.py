@@ -2,7 +2,7 @@
 
 On a CPU it is the fastest backend (graph-level fusion of conv+BN+activation,
 no Python in the loop), and it needs no torch when given a ``.onnx`` file: the
-file's road_seg metadata describes the model (`road_seg_core.export`). Given a
+file's road_seg metadata describes the model (`road_seg_core.export.onnx_format`). Given a
 ``.pt`` checkpoint it exports it once into the cache, keyed by the checkpoint's
 hash, and loads that.
 """
@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from road_seg_core.engines.base import EngineError, InferenceEngine, ModelMeta
-from road_seg_core.export import OUTPUT_NAME, ExportError, OnnxInfo, cached_onnx, read_onnx_info
+from road_seg_core.export.engine_cache import cached_onnx
+from road_seg_core.export.onnx_format import (
+    LABELS_NAME,
+    OUTPUT_NAME,
+    ExportError,
+    OnnxInfo,
+    read_onnx_info,
+    with_labels_output,
+)
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -49,12 +57,19 @@ def select_providers(device: str) -> tuple[list, str]:
 
 class OnnxRuntimeEngine(InferenceEngine):
     """Runs an exported road_seg ONNX file. Static exports take batch 1 at `meta.input_size`;
-    larger batches are run one sample at a time. Dynamic exports take any batch and size."""
+    larger batches are run one sample at a time. Dynamic exports take any batch and size.
+
+    Label maps come from an argmax inside the graph (`with_labels_output`). With the CUDA provider, runs go
+    through I/O binding (`io_binding=None` means: where CUDA runs), so the session neither allocates
+    its outputs per call nor brings the logits back to the host: only the uint8 labels are copied out.
+    """
 
     backend = "onnxruntime"
 
     def __init__(self, onnx_path: str | os.PathLike, device: str = "auto", threads: int | None = None,
-                 spin: bool = False, info: OnnxInfo | None = None) -> None:
+                 spin: bool = False, info: OnnxInfo | None = None, io_binding: bool | None = None) -> None:
+        import onnx
+
         ort = _import_ort()
         self.onnx_path = Path(onnx_path)
         try:
@@ -71,7 +86,8 @@ class OnnxRuntimeEngine(InferenceEngine):
         # frame on a loaded 2-core machine without it).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
-            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
+            graph = with_labels_output(onnx.load(str(self.onnx_path))).SerializeToString()
+            self.session = ort.InferenceSession(graph, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files and providers
             raise EngineError(f"onnxruntime cannot load {self.onnx_path}: {exc}") from exc
         if resolved.startswith("cuda") and CUDA not in self.session.get_providers():
@@ -80,14 +96,64 @@ class OnnxRuntimeEngine(InferenceEngine):
         self.fixed_input_size = not self.info.dynamic
         super().__init__(ModelMeta.from_config(self.info.config), resolved, "fp32")
         self._names = list(self.meta.modalities)
+        self.io_binding = resolved.startswith("cuda") if io_binding is None else bool(io_binding)
 
     def _forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._output(OUTPUT_NAME, inputs)
+
+    def infer_labels(self, inputs) -> np.ndarray:
+        return self._output(LABELS_NAME, self.prepare_inputs(inputs))
+
+    @property
+    def sensor_device(self) -> str | None:
+        """The CUDA device of the session where torch can preprocess on it too; None on the CPU."""
+        if not self.device.startswith("cuda"):
+            return None
+        try:
+            import torch
+        except ImportError:
+            return None
+        return self.device if torch.cuda.is_available() else None
+
+    def infer_labels_on_device(self, inputs) -> np.ndarray:
+        """Labels for torch tensors (CPU or CUDA), bound by address: no copy through numpy, no host round trip."""
+        import torch
+
+        missing = sorted(set(self.meta.modalities) - set(inputs))
+        if missing:
+            raise ValueError(f"inputs lack {missing}")
+        tensors = {m: inputs[m].to(torch.float32).contiguous() for m in self.meta.modalities}
+        batch = next(iter(tensors.values())).shape[0]
+        if batch != 1 and not self.info.dynamic:
+            return np.concatenate([self.infer_labels_on_device({k: v[i:i + 1] for k, v in tensors.items()})
+                                   for i in range(batch)])
+        if any(t.is_cuda for t in tensors.values()):
+            torch.cuda.current_stream().synchronize()  # onnxruntime runs on its own stream
+        binding = self.session.io_binding()
+        for name, tensor in tensors.items():
+            kind = "cuda" if tensor.is_cuda else "cpu"
+            binding.bind_input(name, kind, tensor.device.index or 0, np.float32, tuple(tensor.shape),
+                               tensor.data_ptr())
+        binding.bind_output(LABELS_NAME, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def _output(self, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         batch = next(iter(inputs.values())).shape[0]
         if self.info.dynamic or batch == 1:
-            return self.session.run([OUTPUT_NAME], inputs)[0]
+            return self._run(name, inputs)
         # A static graph was traced at batch 1: run the samples one by one rather than refuse the batch.
-        return np.concatenate([self.session.run([OUTPUT_NAME], {k: v[i:i + 1] for k, v in inputs.items()})[0]
-                               for i in range(batch)])
+        return np.concatenate([self._run(name, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(batch)])
+
+    def _run(self, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        if not self.io_binding:
+            return self.session.run([name], inputs)[0]
+        binding = self.session.io_binding()
+        for input_name, array in inputs.items():
+            binding.bind_cpu_input(input_name, array)
+        binding.bind_output(name, "cpu")  # computed on the device; only this output is copied back
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", providers={self.session.get_providers()}, file={str(self.onnx_path)!r})"
@@ -95,7 +161,8 @@ class OnnxRuntimeEngine(InferenceEngine):
 
 def create_onnxruntime_engine(model_path: str | os.PathLike, device: str = "auto", threads: int | None = None,
                               cache_dir: str | os.PathLike | None = None, input_size: tuple[int, int] | None = None,
-                              dynamic: bool = False, spin: bool = False) -> OnnxRuntimeEngine:
+                              dynamic: bool = False, spin: bool = False,
+                              io_binding: bool | None = None) -> OnnxRuntimeEngine:
     """Registry entry "onnxruntime": a ``.onnx`` file is loaded as is; a ``.pt`` checkpoint is exported to
     the cache first (validated against PyTorch, reused while the checkpoint's hash is unchanged)."""
     path = Path(model_path)
@@ -107,4 +174,4 @@ def create_onnxruntime_engine(model_path: str | os.PathLike, device: str = "auto
             path = cached_onnx(path, cache_dir, input_size=input_size, dynamic=dynamic)
         except ExportError as exc:
             raise EngineError(f"cannot export {model_path} for onnxruntime: {exc}") from exc
-    return OnnxRuntimeEngine(path, device=device, threads=threads, spin=spin)
+    return OnnxRuntimeEngine(path, device=device, threads=threads, spin=spin, io_binding=io_binding)

@@ -22,35 +22,41 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from road_seg_core.atomic import atomic_write_bytes
 from road_seg_core.engines.base import EngineError, InferenceEngine, ModelMeta
-from road_seg_core.export import (
-    OUTPUT_NAME,
-    ExportError,
-    OnnxInfo,
-    atomic_write_bytes,
-    cache_dir,
+from road_seg_core.export.engine_cache import (
+    PRECISIONS,
+    SIDECAR_FORMAT,
     cached_onnx,
-    read_onnx_info,
+    engine_key,
+    engine_path,
     sha256_file,
+    sidecar_key,
+    sidecar_path,
 )
+from road_seg_core.export.onnx_format import OUTPUT_NAME, ExportError, OnnxInfo, read_onnx_info
 from road_seg_core.models.config import MODALITY_CHANNELS, ModelConfig
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_BYTES = 2 << 30
-SIDECAR_FORMAT = "road_seg_tensorrt_engine"
 
 
 # -- environment ----------------------------------------------------------------------------------------------------
 def _import_tensorrt():
+    """Import tensorrt, always after torch: loading TensorRT's libraries before torch's CUDA runtime is a known
+    segfault order, and a library caller may well build an engine before it ever touched torch."""
+    try:
+        import torch  # noqa: F401 (import order only)
+    except ImportError:
+        pass  # require_tensorrt reports the missing torch
     try:
         import tensorrt
     except ImportError as exc:
@@ -99,34 +105,7 @@ def gpu_identity(torch, device) -> dict[str, str]:
     return {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
 
 
-# -- cache keys -----------------------------------------------------------------------------------------------------
-def engine_key(onnx_sha256: str, trt_version: str, gpu: str, compute_capability: str, precision: str,
-               max_batch: int = 1, extra: str = "") -> dict[str, str]:
-    """Everything an engine's validity depends on; all of it goes into the cached file's name."""
-    if precision not in PRECISIONS:
-        raise EngineError(f"unknown TensorRT precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    return {"onnx_sha256": onnx_sha256, "tensorrt": str(trt_version), "gpu": gpu,
-            "compute_capability": compute_capability, "precision": precision, "max_batch": str(int(max_batch)),
-            "extra": extra}
-
-
-def engine_filename(stem: str, key: Mapping[str, str]) -> str:
-    """``<stem>-<onnx hash>-trt<ver>-<gpu>-sm<cc>-<precision>[-b<N>][-<extra hash>].engine``."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", key["gpu"]).strip("-").lower() or "gpu"
-    cc = key["compute_capability"].replace(".", "")
-    parts = [stem, key["onnx_sha256"][:16], f"trt{key['tensorrt']}", gpu, f"sm{cc}", key["precision"]]
-    if key.get("max_batch", "1") != "1":
-        parts.append(f"b{key['max_batch']}")
-    if key.get("extra"):
-        parts.append(hashlib.sha256(key["extra"].encode()).hexdigest()[:8])
-    return "-".join(parts) + ".engine"
-
-
-def sidecar_path(engine_path: str | os.PathLike) -> Path:
-    """The JSON written next to every engine: its cache key and the model metadata."""
-    return Path(str(engine_path) + ".json")
-
-
+# -- cache keys (the key itself: road_seg_core.export.engine_cache) ----------------------------------------------
 def _calibration_digest(batches: list[dict[str, np.ndarray]]) -> str:
     digest = hashlib.sha256()
     for batch in batches:
@@ -157,6 +136,60 @@ def synthetic_calibration_batches(info: OnnxInfo, frames: int = 64, seed: int = 
         inputs = pre(scene.frame)
         batches.append({m: np.ascontiguousarray(x, dtype=np.float32) for m, x in inputs.items()})
     return batches
+
+
+# -- build settings (pure functions, so the choices are testable without TensorRT) ------------------------------------
+Shape = tuple[int, int, int, int]
+
+
+def profile_shapes(channels: int, input_size: tuple[int, int], max_batch: int = 1) -> tuple[Shape, Shape, Shape]:
+    """(min, opt, max) of the optimisation profile: kernels are tuned for the opt shape, and the node runs
+    batch 1, so opt is batch 1 whatever `max_batch` allows."""
+    h, w = (int(v) for v in input_size)
+    one = (1, int(channels), h, w)
+    return one, one, (max(1, int(max_batch)), int(channels), h, w)
+
+
+def calibration_shapes(channels: int, input_size: tuple[int, int]) -> tuple[Shape, Shape, Shape]:
+    """(min, opt, max) of the INT8 calibration profile: TensorRT calibrates at the opt shape, and the
+    calibrator hands one-frame buffers, so all three are batch 1."""
+    h, w = (int(v) for v in input_size)
+    one = (1, int(channels), h, w)
+    return one, one, one
+
+
+def precision_flags(precision: str, strongly_typed: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(BuilderFlag names to set, names to clear) for `precision`.
+
+    fp32 clears TF32, which TensorRT enables by default: an "fp32" engine would otherwise round convolution
+    and matmul inputs to 10-bit mantissas. Strongly typed networks (TensorRT 11) take reduced precision from
+    the graph's own types, so fp16/int8 set no flag there.
+    """
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown TensorRT precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return (), ("TF32",)
+    if strongly_typed:
+        return (), ()
+    # int8 layers fall back to fp16, not fp32, where int8 loses
+    return ("FP16", "INT8") if precision == "int8" else ("FP16",), ()
+
+
+def apply_precision_flags(trt, config, precision: str, strongly_typed: bool) -> None:
+    """Set and clear the builder flags `precision_flags` names (flags this TensorRT lacks are an error)."""
+    to_set, to_clear = precision_flags(precision, strongly_typed)
+    for name in to_set:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    for name in to_clear:
+        config.clear_flag(getattr(trt.BuilderFlag, name))
+
+
+def set_input_shape(context, name: str, shape: tuple[int, ...], engine_path: Path) -> None:
+    """`IExecutionContext.set_input_shape`, whose False (shape outside the profile) would otherwise leave the
+    previous shape in place and run on it."""
+    if not context.set_input_shape(name, tuple(int(v) for v in shape)):
+        raise EngineError(f"{engine_path}: TensorRT refused input shape {tuple(shape)} for {name!r} (outside the "
+                          "engine's optimisation profile; rebuild with a larger max_batch or at this input size)")
 
 
 # -- building -------------------------------------------------------------------------------------------------------
@@ -192,8 +225,8 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp16", cache: s
         extra.append(f"modelopt:{_modelopt_version()}")
     key = engine_key(sha256_file(onnx_path), trt.__version__, **gpu_identity(torch, torch_device),
                      precision=precision, max_batch=max_batch, extra=";".join(extra))
-    path = cache_dir(cache) / "tensorrt" / engine_filename(onnx_path.stem, key)
-    if not rebuild and path.is_file() and _sidecar_key(path) == key:
+    path = engine_path(onnx_path, key, cache)
+    if not rebuild and path.is_file() and sidecar_key(path) == key:
         return path
 
     started = time.perf_counter()
@@ -219,14 +252,6 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp16", cache: s
     return path
 
 
-def _sidecar_key(engine_path: Path) -> dict[str, str] | None:
-    try:
-        data = json.loads(sidecar_path(engine_path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("key") if data.get("format") == SIDECAR_FORMAT else None
-
-
 def _modelopt_version() -> str:
     try:
         import modelopt
@@ -235,16 +260,32 @@ def _modelopt_version() -> str:
     return str(getattr(modelopt, "__version__", "unknown"))
 
 
-def _convert_for_strong_typing(onnx_path: Path, precision: str, batches: list | None, out: Path) -> Path:
-    """TensorRT 11+: reduced precision must be in the ONNX graph itself (ModelOpt AutoCast / Q/DQ)."""
+def _version(distribution: str) -> str:
     try:
-        import onnx
-        from modelopt.onnx.autocast import convert_to_mixed_precision
-        from modelopt.onnx.quantization import quantize
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _convert_for_strong_typing(onnx_path: Path, precision: str, batches: list | None, out: Path) -> Path:
+    """TensorRT 11+: reduced precision must be in the ONNX graph itself (ModelOpt AutoCast / Q/DQ).
+
+    fp16 needs only ModelOpt's AutoCast; the quantizer (and what it imports) is loaded for int8 alone.
+    """
+    import onnx
+
+    try:
+        if precision == "fp16":
+            from modelopt.onnx.autocast import convert_to_mixed_precision
+        else:
+            from modelopt.onnx.quantization import quantize
     except ImportError as exc:
-        raise EngineError(f"this TensorRT builds strongly typed networks only: {precision} needs NVIDIA ModelOpt to "
-                          "convert the ONNX first (pip install 'nvidia-modelopt[onnx]'), or use precision fp32 "
-                          f"({exc})") from exc
+        raise EngineError(
+            f"TensorRT 11 builds strongly typed networks only: {precision} needs NVIDIA ModelOpt to convert the "
+            f"ONNX first ({exc}). Install the nvidia-modelopt package without its [onnx] extra, whose pins "
+            f"(onnx~=1.21, onnxruntime-gpu~=1.24) conflict with this project's onnx {_version('onnx')} and "
+            f"onnxruntime {_version('onnxruntime')}, and add what its import reports missing; or use precision "
+            "fp32") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     if precision == "fp16":
         model = convert_to_mixed_precision(onnx_path=str(onnx_path), low_precision_type="fp16", keep_io_types=True)
@@ -272,20 +313,20 @@ def _build_serialized(trt, torch, torch_device, onnx_path: Path, info: OnnxInfo,
         raise EngineError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
-    h, w = info.input_size
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        channels = MODALITY_CHANNELS[tensor.name]
-        profile.set_shape(tensor.name, (1, channels, h, w), (max_batch, channels, h, w), (max_batch, channels, h, w))
+        profile.set_shape(tensor.name, *profile_shapes(MODALITY_CHANNELS[tensor.name], info.input_size, max_batch))
     config.add_optimization_profile(profile)
-    if not strongly_typed and precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)  # int8 layers fall back to fp16, not fp32, where int8 loses
+    apply_precision_flags(trt, config, precision, strongly_typed)
     if not strongly_typed and precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = _entropy_calibrator(trt, torch, torch_device, batches, calib_cache)
-        if hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(profile)
+        calibration = builder.create_optimization_profile()
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            calibration.set_shape(tensor.name, *calibration_shapes(MODALITY_CHANNELS[tensor.name], info.input_size))
+        if not config.set_calibration_profile(calibration):
+            raise EngineError(f"TensorRT {trt.__version__} refused the batch-1 calibration profile")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} "
@@ -388,19 +429,25 @@ class TensorRTEngine(InferenceEngine):
             return torch.cat([self._logits({k: v[i:i + 1] for k, v in inputs.items()}).clone() for i in range(batch)])
         with torch.cuda.device(self.torch_device), torch.cuda.stream(self._stream):
             for name, array in inputs.items():
-                buffer = self._buffer(name, array.shape, self._dtypes[name])
-                if not array.flags.writeable:
-                    array = array.copy()
-                host = torch.from_numpy(array)
-                if host.dtype == buffer.dtype:
-                    buffer.copy_(host, non_blocking=True)
-                else:  # upload in the sender's dtype (uint8 rgb: a quarter of the bytes), cast on the GPU
-                    buffer.copy_(host.to(self.torch_device, non_blocking=True))
-                self._context.set_input_shape(name, tuple(array.shape))
-                self._context.set_tensor_address(name, int(buffer.data_ptr()))
+                buffer = self._buffer(name, tuple(array.shape), self._dtypes[name])
+                if isinstance(array, torch.Tensor):  # already on the device (SensorPreprocessor): copy there
+                    buffer.copy_(array)
+                    array = array.detach()
+                else:
+                    if not array.flags.writeable:
+                        array = array.copy()
+                    host = torch.from_numpy(array)
+                    if host.dtype == buffer.dtype:
+                        buffer.copy_(host, non_blocking=True)
+                    else:  # upload in the sender's dtype (uint8 rgb: a quarter of the bytes), cast on the GPU
+                        buffer.copy_(host.to(self.torch_device, non_blocking=True))
+                set_input_shape(self._context, name, array.shape, self.engine_path)
+                if not self._context.set_tensor_address(name, int(buffer.data_ptr())):
+                    raise EngineError(f"{self.engine_path}: TensorRT refused the buffer address of {name!r}")
             out_shape = tuple(self._context.get_tensor_shape(OUTPUT_NAME))
             output = self._buffer(OUTPUT_NAME, out_shape, self._dtypes[OUTPUT_NAME])
-            self._context.set_tensor_address(OUTPUT_NAME, int(output.data_ptr()))
+            if not self._context.set_tensor_address(OUTPUT_NAME, int(output.data_ptr())):
+                raise EngineError(f"{self.engine_path}: TensorRT refused the buffer address of {OUTPUT_NAME!r}")
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise EngineError(f"TensorRT execution failed for {self.engine_path}")
             return output
@@ -420,6 +467,21 @@ class TensorRTEngine(InferenceEngine):
     def infer_labels(self, inputs) -> np.ndarray:
         with self._torch.cuda.stream(self._stream):
             labels = self._logits(self.prepare_inputs(inputs)).argmax(dim=1).to(self._torch.uint8).cpu()
+        return labels.numpy()
+
+    @property
+    def sensor_device(self) -> str | None:
+        return str(self.torch_device)
+
+    def infer_labels_on_device(self, inputs) -> np.ndarray:
+        torch = self._torch
+        missing = sorted(set(self.meta.modalities) - set(inputs))
+        if missing:
+            raise ValueError(f"inputs lack {missing}")
+        # the preprocessing ran on torch's current stream; the engine's stream must see its results
+        self._stream.wait_stream(torch.cuda.current_stream(self.torch_device))
+        with torch.cuda.stream(self._stream):
+            labels = self._logits({m: inputs[m] for m in self.meta.modalities}).argmax(dim=1).to(torch.uint8).cpu()
         return labels.numpy()
 
     def close(self) -> None:

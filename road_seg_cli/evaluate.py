@@ -1,0 +1,96 @@
+"""`road-seg evaluate`: arguments of `road_seg_training.evaluate` (metrics of a checkpoint as one JSON object)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from road_seg_core.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from road_seg_training.datasets import DATASET_NAMES
+
+    parser.add_argument("--checkpoint", help="model checkpoint (.pt); default: the bundled demo model")
+    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    parser.add_argument("--root", help="dataset root folder (not needed for synthetic)")
+    parser.add_argument("--split", default="test", help="split name (default: test)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset option, YAML value (e.g. class_order=[background,positive,negative])")
+    parser.add_argument("--frames", type=int, default=100, help="synthetic: number of frames (default 100)")
+    parser.add_argument("--seed", type=int, default=12345,
+                        help="synthetic: first scene seed (default 12345, outside the training seeds)")
+    parser.add_argument("--width", type=int, default=1280, help="synthetic: camera width (default 1280, as sim)")
+    parser.add_argument("--height", type=int, default=720, help="synthetic: camera height (default 720)")
+    parser.add_argument("--conditions", default="day,night,fog",
+                        help="synthetic: conditions cycled over the frames (default day,night,fog)")
+    parser.add_argument("--drive", action="store_true",
+                        help="synthetic: successive frames of one drive (SceneStream, as sim_sensors renders them) "
+                             "instead of independent scenes; --conditions are cycled in equal blocks")
+    parser.add_argument("--drop", default="",
+                        help="synthetic: comma-separated sensors that are down (e.g. thermal): fed as the node "
+                             "feeds a missing sensor")
+    parser.add_argument("--params", type=Path,
+                        help="node parameter file (config/perception.yaml) whose preprocessing to use")
+    parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="CPU inference threads for torch/onnxruntime (default 1: on a busy CPU, more threads "
+                             "spin against other processes and run several times slower; 0 = the library's choice)")
+    parser.add_argument("--batch-size", type=int, default=4, help="dataset splits: batch size (default 4)")
+    parser.add_argument("--workers", type=int, default=0, help="dataset splits: loader workers (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from road_seg_core.bundled import resolve_model
+    from road_seg_core.engines import EngineError, create_engine
+    from road_seg_training.evaluate import evaluate_split, evaluate_synthetic, preprocess_from_params
+
+    try:
+        checkpoint = resolve_model(args.checkpoint)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    options = {"threads": args.threads} if args.threads and args.backend in ("torch", "onnxruntime") else {}
+    try:
+        engine = create_engine(checkpoint, backend=args.backend, device=args.device, **options)
+    except (EngineError, ValueError) as exc:
+        raise UserError(f"--backend {args.backend} --device {args.device}: {exc}") from None
+    started = time.perf_counter()
+    header: dict[str, Any] = {"checkpoint": str(checkpoint), "backend": args.backend, "device": args.device,
+                              "dataset": args.dataset}
+    if args.dataset == "synthetic":
+        conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
+        drop = tuple(m.strip() for m in args.drop.split(",") if m.strip())
+        result = evaluate_synthetic(engine, frames=args.frames, seed=args.seed, width=args.width, height=args.height,
+                                    conditions=conditions, drive=args.drive,
+                                    preprocess=preprocess_from_params(args.params), progress=not args.quiet,
+                                    drop=drop)
+        header.update(split=f"seeds {args.seed}..{args.seed + args.frames - 1}" if not args.drive
+                      else f"drive seed {args.seed}", frames=args.frames, conditions=list(conditions),
+                      resolution=[args.height, args.width], sensors_down=list(drop))
+    else:
+        if not args.root:
+            raise UserError(f"--root is required for --dataset {args.dataset}")
+        result = evaluate_split(engine, args.dataset, args.root, args.split, _options(args.option),
+                                batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)
+        header.update(root=args.root, split=args.split)
+    header["seconds"] = round(time.perf_counter() - started, 2)
+    print(json.dumps({**header, **result}, allow_nan=False))
+    return 0
+
+
+def _options(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option {item!r} must look like key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

@@ -1,0 +1,104 @@
+"""`road-seg` turns expected failures into one line on stderr and exit 2; `--debug` brings the traceback back.
+
+Each case runs the real command (`python -m road_seg_cli`, a fresh process, as a user would) and fails
+before any heavy work, so the file stays fast.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NPO_CONFIG = REPO / "road_seg_training" / "configs" / "npo.yaml"
+
+
+def road_seg(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    environment.pop("ROAD_SEG_DEBUG", None)
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "road_seg_cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, env=environment)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, command: str, *names: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"road-seg {command}: error: "), lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def blocker(tmp_path: Path) -> Path:
+    """A plain file where a command would need a folder."""
+    path = tmp_path / "model.onnx"
+    path.write_text("not a folder")
+    return path
+
+
+# -- paths that cannot be written ------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, command, named", [
+    (("train", "--dataset", "synthetic", "--out", "/proc/run", "--epochs", "1"), "train", "/proc/run"),
+    (("export", "--format", "onnx", "--out", "/sys/x.onnx"), "export", "/sys/x.onnx"),
+    (("export", "--format", "onnx", "--out", "model.onnx/x.onnx"), "export", "model.onnx/x.onnx"),
+    (("eval-bag", "some_bag", "--report", "/proc/rep"), "eval-bag", "/proc/rep"),
+])
+def test_unwritable_output_paths(tmp_path, blocker, args, command, named):
+    line = assert_one_line_error(road_seg(*args, cwd=tmp_path), command, named)
+    assert "--out" in line or "--report" in line
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path):
+    out = tmp_path / "runs" / "npo"
+    proc = road_seg("train", "--dataset", "npo", "--root", str(tmp_path / "no_such_dataset"), "--out", str(out),
+                    "--epochs", "1", cwd=tmp_path)
+    assert_one_line_error(proc, "train", "no_such_dataset")
+    assert not (tmp_path / "runs").exists()
+
+
+# -- values the command cannot use -----------------------------------------------------------------------------
+def test_input_size_not_a_multiple_of_32(tmp_path):
+    proc = road_seg("summary", "--config", str(NPO_CONFIG), "--input-size", "300", "500", cwd=tmp_path)
+    assert_one_line_error(proc, "summary", "300 500", "32")
+
+
+def test_unknown_backend(tmp_path):
+    proc = road_seg("evaluate", "--dataset", "synthetic", "--frames", "1", "--backend", "foo", cwd=tmp_path)
+    assert_one_line_error(proc, "evaluate", "'foo'", "torch")
+
+
+def test_no_such_run_to_resume(tmp_path):
+    proc = road_seg("train", "--dataset", "synthetic", "--out", str(tmp_path / "run"),
+                    "--resume", "runs/nope", cwd=tmp_path)
+    assert_one_line_error(proc, "train", "runs/nope", "no such run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_conflicting_set_and_flag(tmp_path):
+    proc = road_seg("train", "--epochs", "3", "--set", "schedule.epochs=5", "--print-config", cwd=tmp_path)
+    assert_one_line_error(proc, "train", "schedule.epochs=5", "--epochs 3")
+
+
+def test_bad_argument_is_one_line_too(tmp_path):
+    proc = road_seg("train", "--epochs", "abc", cwd=tmp_path)
+    assert_one_line_error(proc, "train", "--epochs", "abc")
+
+
+# -- the traceback on request ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback(tmp_path, how):
+    args = ("summary", "--config", str(NPO_CONFIG), "--input-size", "300", "500")
+    if how == "flag":
+        proc = road_seg("--debug", *args, cwd=tmp_path)
+    else:
+        proc = road_seg(*args, cwd=tmp_path, env={"ROAD_SEG_DEBUG": "1"})
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "UserError" in proc.stderr and "300 500" in proc.stderr
