@@ -17,7 +17,7 @@ day, night and fog) and prints:
   road plane fitted to the depth; `road_seg_core.road_plane`), per condition: negative-obstacle IoU,
   pothole recall by object (all, and nearer than 20 m), phantom-pothole frames, positive-obstacle IoU.
 
-    python -m training.ablation --only rgb+depth+thermal rgb+depth+thermal+height   # the residual alone
+    python -m road_seg_training.ablation --only rgb+depth+thermal rgb+depth+thermal+height   # the residual alone
 
 The synthetic scenes are built so that each modality carries something the
 others lack (potholes dip in depth but barely show in colour; people and cars

@@ -18,7 +18,7 @@ from tiny_models import TINY, save_calibrated
 
 REPO = Path(__file__).resolve().parents[1]
 #: The bundled model before the height input (rgb + depth + thermal); the demo config fine-tunes from it.
-PREVIOUS_BUNDLED = REPO / "training" / "configs" / "demo_init.pt"
+PREVIOUS_BUNDLED = REPO / "road_seg_training" / "configs" / "demo_init.pt"
 HEIGHT_TINY = dataclasses.replace(TINY, modalities=("rgb", "depth", "thermal", "height"))
 
 
