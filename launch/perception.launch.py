@@ -4,7 +4,7 @@
 The processes come from road_seg_core.launch_plan, which the demo and the tests use too.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -28,8 +28,11 @@ def _nodes(context, *args, **kwargs):
     plan = perception_plan(params_file=arg["params_file"], model=arg["model"],
                            use_sim_time=_truthy(arg["use_sim_time"]), namespace=arg["namespace"],
                            with_sim=_truthy(arg["with_sim"]))
+    # The perception node ending (e.g. a model that cannot load) ends the launch: nothing is left to serve.
     return [Node(package=PACKAGE, executable=p.executable, name=p.name, namespace=p.namespace or None,
-                 parameters=[*p.params_files, p.parameters], output="screen", emulate_tty=True) for p in plan]
+                 parameters=[*p.params_files, p.parameters], output="screen", emulate_tty=True,
+                 **({"on_exit": Shutdown(reason=f"{p.name} exited")} if p.executable == "perception_node" else {}))
+            for p in plan]
 
 
 def generate_launch_description() -> LaunchDescription:

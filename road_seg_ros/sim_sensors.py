@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -86,7 +87,11 @@ class SimSensors(Node):
         self.frames = [encode_scene(next(stream), self.publish_disparity) for _ in range(count)]
         self.stream = None if loop_frames > 0 else stream
         self.sent = 0
+        self.published = {key: 0 for key in ("left",) + JITTERED}
         self.timer = self.create_timer(1.0 / self.rate, self._tick)
+        # What was published, per input, once a second: benchmarks count losses between here and the node.
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_counts)
         self.get_logger().info(f"publishing {width}x{height} synthetic ZED + Boson at {self.rate:g} Hz "
                                f"({'live' if self.stream else f'{count} frames looped'})")
 
@@ -119,8 +124,17 @@ class SimSensors(Node):
             if self.drop_rate.get(key, 0.0) > 0 and self.rng.random() < self.drop_rate[key]:
                 continue
             self.pubs[key].publish(getattr(msgs, key))
+            self.published[key] += 1
         self.pubs["labels"].publish(msgs.labels)
         self.sent += 1
+
+    def _publish_counts(self) -> None:
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name().lstrip('/')}: published",
+                                  level=DiagnosticStatus.OK, message="publishing")
+        status.values = [KeyValue(key=f"published.{k}", value=str(n)) for k, n in self.published.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(array)
 
 
 def main(args: list[str] | None = None) -> int:

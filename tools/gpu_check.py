@@ -150,7 +150,7 @@ def ros_stages(engine, sensor_size: tuple[int, int], frames: int) -> dict[str, A
     import rclpy
 
     from road_seg_ros import bench as node_bench
-    from road_seg_ros.config import PerceptionConfig
+    from road_seg_core.node_config import PerceptionConfig
 
     messages = node_bench.received_messages(sensor_size)
     context = rclpy.Context()
