@@ -149,8 +149,8 @@ def bench_backends(checkpoint: str | os.PathLike, backends: Sequence[str] = BACK
         try:
             engine = load_engine(checkpoint, variant, device, input_size, cache_dir, threads)
         except (EngineError, ImportError, ValueError, RuntimeError) as exc:
-            result.skipped = f"{type(exc).__name__}: {exc}"
-            log(f"  {variant.backend}/{variant.precision}: skipped ({result.skipped})")
+            result.skipped = f"{type(exc).__name__}: {exc}"  # said once, under format_table's table
+            result.device = "-"  # it ran nowhere
             continue
         result.load_s = round(time.perf_counter() - start, 2)
         result.device = engine.device
@@ -184,7 +184,11 @@ def format_table(results: Sequence[BackendResult]) -> str:
                      f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.fps:.1f}", f"{r.load_s:.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    skipped = [f"  {r.backend}/{r.precision} skipped: {r.skipped}" for r in results if r.skipped]
+    reasons: dict[str, list[str]] = {}
+    for r in results:
+        if r.skipped:
+            reasons.setdefault(r.skipped, []).append(f"{r.backend}/{r.precision}")
+    skipped = [f"  {', '.join(names)} skipped: {reason}" for reason, names in reasons.items()]
     return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:] + skipped)
 
 

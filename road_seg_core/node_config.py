@@ -13,6 +13,8 @@ parameter. Thermal settings are `thermal.ThermalConfig` itself (parameters
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,9 @@ from road_seg_core.thermal import ThermalConfig
 NODE_NAME = "road_seg"
 RELIABILITIES = ("reliable", "best_effort")
 PRECISIONS = ("", "fp32", "fp16", "int8")
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)$")
 
-__all__ = ["NODE_NAME", "PerceptionConfig", "QosSettings", "SyncOffsets", "SyncSettings", "TopicQos", "Topics"]
+__all__ = ["NODE_NAME", "PerceptionConfig", "flatten_params", "QosSettings", "SyncOffsets", "SyncSettings", "TopicQos", "Topics"]
 
 
 @dataclass
@@ -119,11 +122,22 @@ class PerceptionConfig:
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
 
     def __post_init__(self) -> None:
-        self.preprocess_config()  # raises on a bad depth source / depth range
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: the library's default), got {self.threads}")
+        if not 0 <= self.min_depth < self.max_depth:
+            raise ValueError(f"min_depth and max_depth must satisfy 0 <= min_depth < max_depth, got "
+                             f"{self.min_depth:g} and {self.max_depth:g}")
+        if not self.diagnostics_period > 0:
+            raise ValueError(f"diagnostics_period must be > 0 s, got {self.diagnostics_period}")
+        if not self.log_throttle >= 0:
+            raise ValueError(f"log_throttle must be >= 0 s, got {self.log_throttle}")
+        self.preprocess_config()  # raises on a bad depth source
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be empty, fp32, fp16 or int8, got {self.precision!r}")
         if self.precision == "int8" and self.backend != "tensorrt":
-            raise ValueError("precision int8 needs backend tensorrt")
+            raise ValueError(f"precision int8 needs backend tensorrt, got backend {self.backend!r}")
 
     # -- conversions --------------------------------------------------------------------------------------------
     def preprocess_config(self) -> PreprocessConfig:
@@ -161,9 +175,10 @@ class PerceptionConfig:
         if not path.is_file():
             raise FileNotFoundError(f"parameters file not found: {path}")
         doc = yaml.safe_load(path.read_text()) or {}
-        section = doc.get(node_name) or doc.get(f"/{node_name}") or doc.get("/**") or {}
+        section = (doc.get(node_name) or doc.get(f"/{node_name}") or doc.get(f"/**/{node_name}") or doc.get("/**")
+                   or {})
         params = section.get("ros__parameters", {})
-        return cls.from_flat(_flatten_dict(params))
+        return cls.from_flat(flatten_params(params))
 
 
 # -- parameters <-> the tree ----------------------------------------------------------------------------------------
@@ -178,9 +193,7 @@ def _params_of(section: Any) -> dict[str, Any]:
 
 def _construct(default: Any, values: dict[str, Any]) -> Any:
     if isinstance(default, ThermalConfig):
-        h = values["homography"]
-        if len(h) != 9:
-            raise ValueError(f"homography needs 9 values (3x3, row-major), got {len(h)}")
+        h = values["homography"]  # 9 values: _coerce checks a list's length against the default's
         return ThermalConfig(mode=values["mode"], fixed_range=values["range"], percentiles=values["percentiles"],
                              min_span=values["min_span"], homography=[h[0:3], h[3:6], h[6:9]])
     return type(default)(**values)
@@ -197,25 +210,61 @@ def _build(default: Any, flat: dict[str, Any], prefix: str) -> Any:
     try:
         return _construct(default, values)
     except ValueError as exc:
-        if prefix and not str(exc).startswith(prefix):
-            raise ValueError(f"{prefix}{exc}") from None
-        raise
+        message = str(exc)
+        if isinstance(default, ThermalConfig):  # the parameter is thermal.range, the field fixed_range
+            message = message.replace("fixed_range", "range")
+        if prefix and not message.startswith(prefix):
+            raise ValueError(f"{prefix}{message}") from None
+        raise ValueError(message) from None
+
+
+def _kind(value: Any) -> str:
+    """How a value reads in ROS parameter terms (what the user gave)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return f"array of {len(value)}"
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _coerce(current: Any, value: Any, key: str) -> Any:
-    try:
-        if isinstance(current, bool):
-            return bool(value)
-        if isinstance(current, float):
-            return float(value)
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, (list, tuple)):
-            return [float(v) for v in value]
-        if isinstance(current, str):
-            return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a {type(current).__name__}, got {value!r}") from None
+    """`value` as the type of the default `current` (an integer is a fine double), else ValueError naming `key`
+    and the value: no silent bool("false") or int(1.5)."""
+    def fail(expected: str) -> ValueError:
+        return ValueError(f"{key} must be {expected}, got {value!r} ({_kind(value)})")
+
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if isinstance(current, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise fail("an integer")
+        return value
+    if isinstance(current, float):
+        if not _is_number(value):
+            raise fail("a finite number")
+        return float(value)
+    if isinstance(current, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
+            raise fail(f"an array of {len(current)} numbers")
+        if len(value) != len(current):
+            raise fail(f"{len(current)} numbers")
+        return [float(v) for v in value]
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
     return value
 
 
@@ -230,12 +279,13 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten_params(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"sync": {"slop": 0.1}} -> {"sync.slop": 0.1}: a parameters file's entries as the node declares them."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten_dict(v, key + "."))
+            out.update(flatten_params(v, key + "."))
         else:
             out[key] = v
     return out

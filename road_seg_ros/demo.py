@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -22,21 +23,24 @@ import numpy as np
 
 from road_seg_core.bundled import resolve_model
 from road_seg_core.metrics import ConfusionMatrix, to_json
-from road_seg_core.postprocess import colorize
+from road_seg_core.image_codec import to_rgb8
 from road_seg_core.reception import image_array
-from road_seg_core.sensor_spec import GT_TOPIC, stamp_ns
+from road_seg_core.sensor_spec import GT_TOPIC, Topics, stamp_ns
+from road_seg_core.visualize import compose
 
-OUTPUTS = {"labels": "/road_seg/labels", "overlay": "/road_seg/overlay"}
+OUTPUTS = {"labels": "/road_seg/labels"}
+CAMERA_KEEP = 60  # recent camera frames kept to pair with the node's labels (the node lags a few frames)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="folder for overlays and summary.json")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of simulated driving")
     parser.add_argument("--rate", type=float, default=5.0, help="sim_sensors frame rate (Hz)")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--width", type=int, default=640, help="simulated camera width in pixels")
+    parser.add_argument("--height", type=int, default=360, help="simulated camera height in pixels")
     parser.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device the node runs the model on (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--threads", type=int, default=1,
                         help="node inference threads (sim, node and this listener share the CPU)")
     parser.add_argument("--save", type=int, default=8, help="number of overlay images to save")
@@ -51,6 +55,21 @@ def _find_executable(name: str) -> str:
     if found:
         return str(Path(found).parent)
     raise FileNotFoundError(f"cannot find the {name} executable; install the package (make venv or colcon build)")
+
+
+def _number(value: str | None) -> int | float | None:
+    """A diagnostics value (always a string on the wire) as the number it is; None if absent or not a number."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None  # "nan" (an empty window) is no number JSON can hold
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     gt: dict[int, np.ndarray] = {}
     labels: dict[int, np.ndarray] = {}
-    overlays: dict[int, np.ndarray] = {}
+    camera: dict[int, np.ndarray] = {}  # the last CAMERA_KEEP left images, by stamp
+    shown: dict[int, np.ndarray] = {}  # camera images of the first --save frames the node labelled
     diag: dict[str, str] = {}
 
     def keep(store: dict, limit: int = 400):
@@ -93,6 +113,22 @@ def run(args: argparse.Namespace) -> int:
                     store[stamp_ns(msg)] = image_array(msg).copy()
         return cb
 
+    def on_camera(msg) -> None:
+        rgb = to_rgb8(image_array(msg), msg.encoding)
+        with lock:
+            camera[stamp_ns(msg)] = rgb
+            while len(camera) > CAMERA_KEEP:
+                camera.pop(next(iter(camera)))
+
+    store_labels = keep(labels)
+
+    def on_labels(msg) -> None:
+        store_labels(msg)
+        with lock:
+            s = stamp_ns(msg)
+            if len(shown) < args.save and s in camera:
+                shown[s] = camera[s]
+
     def on_diag(msg) -> None:
         for status in msg.status:
             if status.name.startswith("road_seg"):
@@ -100,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
                     diag.update({kv.key: kv.value for kv in status.values})
 
     node.create_subscription(Image, GT_TOPIC, keep(gt), qos)
-    node.create_subscription(Image, OUTPUTS["labels"], keep(labels), qos)
-    node.create_subscription(Image, OUTPUTS["overlay"], keep(overlays, limit=args.save), qos)
+    node.create_subscription(Image, OUTPUTS["labels"], on_labels, qos)
+    node.create_subscription(Image, Topics().left, on_camera, qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -128,19 +164,19 @@ def run(args: argparse.Namespace) -> int:
         cm = ConfusionMatrix()
         for s in matched:
             cm.update(labels[s], gt[s])
-        for i, (s, ov) in enumerate(sorted(overlays.items())):
-            truth = colorize(gt[s]) if s in gt else np.zeros_like(ov)
-            cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(np.hstack([ov, truth]), cv2.COLOR_RGB2BGR))
+        for i, (s, rgb) in enumerate(sorted(shown.items())):
+            picture = compose(rgb, labels[s], gt.get(s), caption=f"demo frame {i}, stamp {s}")
+            cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     metrics = cm.compute()
     summary = {
         "model": model,
-        "frames_published_by_node": int(diag.get("published", 0) or 0),
+        "frames_published_by_node": _number(diag.get("published")) or 0,
         "frames_evaluated": len(matched),
         "sim": {"width": args.width, "height": args.height, "rate_hz": args.rate, "duration_s": args.duration},
-        "latency_ms": {"p50": diag.get("latency_ms.p50"), "p99": diag.get("latency_ms.p99")},
-        "stage_ms_p50": {k.split(".")[1]: v for k, v in diag.items() if k.startswith("stage_ms.")},
-        "dropped_sets": diag.get("dropped_sets"),
-        "rejected_total": diag.get("rejected_total"),
+        "latency_ms": {"p50": _number(diag.get("latency_ms.p50")), "p99": _number(diag.get("latency_ms.p99"))},
+        "stage_ms_p50": {k.split(".")[1]: _number(v) for k, v in diag.items() if k.startswith("stage_ms.")},
+        "dropped_sets": _number(diag.get("dropped_sets")),
+        "rejected_total": _number(diag.get("rejected_total")),
         "metrics": to_json(metrics),
         "overlays": sorted(p.name for p in out.glob("overlay_*.png")),
     }
@@ -150,5 +186,5 @@ def run(args: argparse.Namespace) -> int:
           f"{per['drivable']['iou']:.3f}, positive obstacle {per['positive_obstacle']['iou']:.3f}, negative obstacle "
           f"{per['negative_obstacle']['iou']:.3f}; latency p50 {summary['latency_ms']['p50']} ms, p99 "
           f"{summary['latency_ms']['p99']} ms")
-    print(f"demo: overlays (left: prediction, right: ground truth) and summary.json in {out.resolve()}")
+    print(f"demo: overlays (camera | prediction | ground truth) and summary.json in {out.resolve()}")
     return 0 if matched else 1

@@ -18,9 +18,12 @@ from typing import Any, Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -32,6 +35,7 @@ from road_seg_core.engines import create_engine
 from road_seg_core.handoff import LatestSlot
 from road_seg_core.image_codec import ImageFormatError
 from road_seg_core.input_plan import InputPlan, InputRejected, StartupError, plan_inputs
+from road_seg_core.node_args import ArgumentError, check_ros_arguments
 from road_seg_core.node_config import NODE_NAME, PerceptionConfig
 from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_core.reception import Reception, SyncedSet
@@ -39,6 +43,7 @@ from road_seg_core.sensor_spec import stamp_ns
 from road_seg_core.telemetry import NodeStats
 from road_seg_ros.conversions import array_to_image, image_to_array
 from road_seg_ros.diagnostics import build_diagnostics
+from road_seg_ros.node_exit import end_process
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
@@ -102,14 +107,32 @@ class PerceptionNode(Node):
 
     # -- parameters ---------------------------------------------------------------------------------------------
     def _read_parameters(self) -> PerceptionConfig:
+        """Declare every parameter and check each value (PerceptionConfig.from_flat: type, length, range).
+
+        Declared with dynamic typing, so rclpy takes whatever a file or `-p` gives (an integer for a double
+        too) and our check names the parameter and the value in one line, instead of rclpy's type exception.
+        The values are read once: later changes are refused (see _refuse_changes).
+        """
         defaults = PerceptionConfig().flat()
+        typed = ParameterDescriptor(dynamic_typing=True)
         for name, value in defaults.items():
-            self.declare_parameter(name, value)
+            self.declare_parameter(name, value, typed)
         values = {name: self.get_parameter(name).value for name in defaults}
         try:
-            return PerceptionConfig.from_flat(values)
+            cfg = PerceptionConfig.from_flat(values)
         except ValueError as exc:
-            raise StartupError(f"invalid parameters: {exc}") from exc
+            raise StartupError(str(exc)) from None
+        self._declared = frozenset(defaults)
+        self.add_on_set_parameters_callback(self._refuse_changes)
+        return cfg
+
+    def _refuse_changes(self, params: list[Parameter]) -> SetParametersResult:
+        """`ros2 param set` on a running node would change nothing it does: say so instead of accepting."""
+        mine = [p.name for p in params if p.name in self._declared]
+        if mine:
+            return SetParametersResult(successful=False, reason=f"{', '.join(mine)}: {NODE_NAME} reads its "
+                                       "parameters at start; restart it with the new value")
+        return SetParametersResult(successful=True)
 
     # -- reception ----------------------------------------------------------------------------------------------
     def _receiver(self, key: str) -> Callable[[Any], None]:
@@ -222,9 +245,20 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    # Before rcl parses the arguments: a missing --params-file would be "Failed to parse global arguments",
+    # and a `-p` that a node-specific file entry overrides would be dropped in silence.
+    try:
+        check_ros_arguments(list(sys.argv if args is None else args))
+    except ArgumentError as exc:
+        print(f"perception_node: {exc}", file=sys.stderr)
+        return 2
     # rclpy's own handlers would invalidate the context at once, under a worker that is still publishing; here a
     # signal only stops the spin, the worker ends, and then the context goes.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as exc:
+        print(f"perception_node: cannot start: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -254,7 +288,7 @@ def main(args: list[str] | None = None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":

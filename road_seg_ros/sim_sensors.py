@@ -24,6 +24,7 @@ from stereo_msgs.msg import DisparityImage
 from road_seg_core.sensor_spec import DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, scene_messages
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.conversions import camera_info, sensor_image_message
+from road_seg_ros.node_exit import end_process, interrupt_once
 
 
 @dataclass
@@ -138,16 +139,19 @@ class SimSensors(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_once()
     rclpy.init(args=args)
-    node = SimSensors()
+    node = None
     try:
+        node = SimSensors()  # pre-renders its scenes: Ctrl-C may come before it spins
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":

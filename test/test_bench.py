@@ -36,6 +36,9 @@ def test_model_bench_times_available_backends_and_explains_the_others(ckpt, tmp_
     assert trt and all(r.skipped for r in trt) or torch.cuda.is_available()
     table = model_bench.format_table(results)
     assert "onnxruntime" in table and "p50 ms" in table
+    for reason in {r.skipped for r in trt if r.skipped}:
+        assert table.count(reason) == 1  # fp16 and fp32 skipped for one reason: said once
+        assert all(r.device == "-" for r in trt)  # not "cpu": a skipped backend ran nowhere
 
 
 def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):

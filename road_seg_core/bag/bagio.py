@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 from rosbags.interfaces import Connection
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.rosbag2 import (CompressionFormat, CompressionMode, Reader, ReaderError, StoragePlugin, Writer,
+                             WriterError)
 
 #: Storage name (as in `ros2 bag record -s`) -> rosbags plugin.
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -61,13 +62,21 @@ def open_reader(path: str | Path) -> Reader:
     return reader
 
 
-def open_writer(path: str | Path, storage: str) -> Writer:
-    """An opened version-9 (Jazzy) Writer; BagError if `path` exists (bags are never overwritten)."""
+def open_writer(path: str | Path, storage: str, compress: bool = False) -> Writer:
+    """An opened version-9 (Jazzy) Writer; BagError if `path` exists (bags are never overwritten).
+
+    `compress`: zstd, the way `ros2 bag` reads it without extra options and a reader can still stream it:
+    for MCAP, compressed chunks inside the file (what rosbag2's zstd storage presets write); for sqlite3,
+    each message compressed (`--compression-mode message`; file mode would inflate the whole bag first).
+    """
     plugin = storage_plugin(storage)
     path = Path(path)
     if path.exists():
         raise BagError(f"output bag {path} exists already; choose another path or remove it")
     writer = Writer(path, version=9, storage_plugin=plugin)
+    if compress:
+        mode = CompressionMode.STORAGE if plugin is StoragePlugin.MCAP else CompressionMode.MESSAGE
+        writer.set_compression(mode, CompressionFormat.ZSTD)
     try:
         writer.open()
     except (WriterError, OSError) as exc:

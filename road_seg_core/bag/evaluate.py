@@ -88,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-bag", default=None, metavar="OUT", help="also write a bag of masks for RViz")
     parser.add_argument("--write-storage", default=None, choices=("mcap", "sqlite3"),
                         help="storage of --write-bag (default: the input bag's)")
+    parser.add_argument("--compress", action="store_true", help="zstd-compress the --write-bag bag")
     parser.add_argument("--backend", default=None,
                         help=f"inference backend ({', '.join(available_backends())}; default: `backend` in --params)")
     parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: `device` in --params)")
@@ -126,6 +127,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.gt_dir and not Path(args.gt_dir).is_dir():
         raise EvalError(f"ground truth directory not found: {args.gt_dir}")
     report_dir = Path(args.report) if args.report else bag.with_name(bag.name.rstrip("/") + "_eval")
+    if args.compress and not args.write_bag:
+        raise EvalError("--compress applies to --write-bag's bag; give --write-bag OUT")
     if args.write_bag and Path(args.write_bag).exists():
         raise EvalError(f"output bag {args.write_bag} exists already; choose another path or remove it")
     engine, model_path = load_engine(args, cfg)
@@ -143,7 +146,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         topic_gt, conditions = read_annotations(reader, gt_topic, args.condition_topic)
         gt_source = DirGroundTruth(args.gt_dir) if args.gt_dir else topic_gt
         board = Scoreboard(tuple(engine.meta.class_names), keep=args.montage)
-        writer = MaskBagWriter(args.write_bag, args.write_storage or storage, cfg.topics.left) \
+        writer = MaskBagWriter(args.write_bag, args.write_storage or storage, cfg.topics.left, args.compress) \
             if args.write_bag else None
         bar = tqdm(total=replay.total_messages, unit="msg", desc="eval-bag", file=sys.stderr,
                    disable=True if args.no_progress else None)

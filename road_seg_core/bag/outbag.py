@@ -29,8 +29,8 @@ def output_topics(node_name: str = NODE_NAME) -> dict[str, str]:
 class MaskBagWriter:
     """Writes one ReplayedFrame at a time; use as a context manager."""
 
-    def __init__(self, path: str | Path, storage: str, left_topic: str) -> None:
-        self._writer = open_writer(path, storage)
+    def __init__(self, path: str | Path, storage: str, left_topic: str, compress: bool = False) -> None:
+        self._writer = open_writer(path, storage, compress)
         qos = [msgs.offered_qos(reliable=True, depth=5)]  # the node's output QoS
         add = self._writer.add_connection
         self._left = add(left_topic, msgs.IMAGE, typestore=msgs.TYPESTORE, offered_qos_profiles=qos)

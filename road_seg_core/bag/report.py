@@ -1,9 +1,9 @@
 """report.md and its figures for a bag evaluation (matplotlib, Agg: no display needed).
 
-Figures: per-class IoU (overall and per condition), the row-normalised
-confusion matrix (rows: ground truth, so the diagonal is recall), the latency
-histogram per frame, and a montage of the worst and best frames (left image |
-ground truth | prediction).
+Figures: per-class IoU with each class's support (overall and per condition),
+the row-normalised confusion matrix (rows: ground truth, so the diagonal is
+recall), per-stage latency boxes on a log scale, and a montage of the worst and
+best frames (camera | prediction | ground truth, road_seg_core.visualize).
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from road_seg_core import labels as L  # noqa: E402
-from road_seg_core.bag.scoring import Scoreboard, Tile  # noqa: E402
+from road_seg_core.bag.scoring import LATENCY_STAGES, Scoreboard, Tile  # noqa: E402
+from road_seg_core.visualize import CAPTION_COLOR, bar_height, stack_rows, title_bar  # noqa: E402
 
 FIGURES = {"iou": "per_class_iou.png", "confusion": "confusion_matrix.png", "latency": "latency.png",
            "montage": "montage.png"}
@@ -31,26 +31,38 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def plot_iou(board: Scoreboard, path: Path) -> None:
+def iou_figure(board: Scoreboard) -> plt.Figure:
+    """Horizontal IoU bars per class and group (all frames, then each condition), each bar labelled with its
+    IoU and the class's support (ground-truth pixels): an IoU of 0.00 on 856 pixels reads differently from
+    0.00 on a million."""
     names = list(board.class_names)
-    groups = [("all", board.overall)] + sorted(board.by_condition.items())
-    fig, ax = plt.subplots(figsize=(7.5, 3.8), dpi=110)
-    width = 0.8 / len(groups)
-    x = np.arange(len(names))
-    for g, (label, cm) in enumerate(groups):
-        iou = [cm.compute()["per_class"][n]["iou"] for n in names]
-        bars = ax.bar(x + (g - (len(groups) - 1) / 2) * width, np.nan_to_num(iou), width,
-                      label=f"{label} ({len(board.frame_scores) if label == 'all' else board.frames_by_condition[label]} "
-                            f"frames)")
-        for bar, v in zip(bars, iou):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, _fmt(v, 2), ha="center",
-                    va="bottom", fontsize=7)
-    ax.set_xticks(x, [n.replace("_", "\n") for n in names])
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("IoU")
+    groups = [("all", board.overall, len(board.frame_scores))] + \
+        [(c, cm, board.frames_by_condition[c]) for c, cm in sorted(board.by_condition.items())]
+    n = len(groups)
+    step = n + 0.8
+    fig, ax = plt.subplots(figsize=(7.5, 1.3 + 0.26 * n * len(names) + 0.2 * len(names)), dpi=110)
+    colours = plt.get_cmap("tab10")
+    for g, (label, cm, frames) in enumerate(groups):
+        per = cm.compute()["per_class"]
+        iou = [per[c]["iou"] for c in names]
+        support = [int(per[c]["support"]) for c in names]
+        y = np.arange(len(names)) * step + g
+        ax.barh(y, np.nan_to_num(iou), 0.85, color=colours(g % 10), label=f"{label} ({frames} frames)")
+        for yi, v, sup in zip(y, iou, support):
+            ax.text(np.nan_to_num(v) + 0.01, yi, f"{_fmt(v, 2)}  ({sup:,} px)", va="center", fontsize=7)
+    ax.set_yticks(np.arange(len(names)) * step + (n - 1) / 2, [c.replace("_", " ") for c in names])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.4)
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("IoU   (in brackets: ground-truth pixels of the class, the support)")
     ax.set_title("Per-class IoU")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=min(n, 4), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def plot_iou(board: Scoreboard, path: Path) -> None:
+    fig = iou_figure(board)
     fig.savefig(path)
     plt.close(fig)
 
@@ -78,44 +90,46 @@ def plot_confusion(board: Scoreboard, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_latency(board: Scoreboard, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
-    shown = {s: board.latency[s] for s in ("total", "model", "preprocess") if board.latency.get(s)}
-    edges = np.histogram_bin_edges(np.concatenate([np.asarray(v) for v in shown.values()]),
-                                   bins=min(60, max(10, len(board.latency["total"]) // 2)))
-    for stage, samples in shown.items():
-        ax.hist(samples, bins=edges, alpha=0.55, label=stage)
-    total = board.latency.get("total") or []
-    if total:
-        p50, p99 = np.percentile(total, [50, 99])
-        ax.axvline(p50, color="k", ls="--", lw=1, label=f"total p50 {p50:.1f} ms")
-        ax.axvline(p99, color="r", ls=":", lw=1, label=f"total p99 {p99:.1f} ms")
-    ax.set_xlabel("milliseconds per frame")
-    ax.set_ylabel("frames")
-    ax.set_title("Latency per frame")
-    ax.legend(fontsize=8)
+def latency_figure(board: Scoreboard) -> plt.Figure:
+    """One box per stage on a log-scale time axis, so a 2 ms stage and a 180 ms total are both readable;
+    p50 and p99 written beside each box."""
+    stages = [s for s in LATENCY_STAGES if board.latency.get(s)]
+    data = [np.maximum(np.asarray(board.latency[s], np.float64), 1e-3) for s in stages]
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.42 * len(stages)), dpi=110)
+    ax.boxplot(data, orientation="horizontal", widths=0.6, whis=(1, 99), showfliers=True,
+               flierprops={"markersize": 3, "markerfacecolor": "0.4", "markeredgecolor": "none"},
+               medianprops={"color": "C3"})
+    ax.set_xscale("log")
+    ax.set_yticks(range(1, len(stages) + 1), stages)
+    ax.invert_yaxis()
+    hi = max(float(d.max()) for d in data)
+    lo = min(float(d.min()) for d in data)
+    ax.set_xlim(lo / 1.5, hi * 12)
+    for i, d in enumerate(data, start=1):
+        p50, p99 = np.percentile(d, [50, 99])
+        ax.text(hi * 1.4, i, f"p50 {p50:.2f}  p99 {p99:.2f} ms", va="center", fontsize=7)
+    ax.grid(axis="x", which="both", alpha=0.25)
+    ax.set_xlabel("milliseconds per frame (log scale; box: quartiles, whiskers: 1st-99th percentile)")
+    ax.set_title(f"Latency per stage ({len(data[0])} frames)")
     fig.tight_layout()
+    return fig
+
+
+def plot_latency(board: Scoreboard, path: Path) -> None:
+    fig = latency_figure(board)
     fig.savefig(path)
     plt.close(fig)
 
 
 def plot_montage(worst: list[Tile], best: list[Tile], path: Path) -> None:
-    rows = [("worst", t) for t in worst] + [("best", t) for t in best]
-    h, w = rows[0][1].image.shape[:2]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(w / 100 * 1.1, (h / 100 + 0.35) * len(rows) * 1.1), dpi=110,
-                             squeeze=False)
-    handles = [Patch(color=L.CLASS_COLORS[i] / 255.0, label=n) for i, n in enumerate(L.CLASS_NAMES)
-               if i != L.BACKGROUND]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
-    for ax, (kind, tile) in zip(axes[:, 0], rows):
-        ax.imshow(tile.image)
+    """The worst and best frames, one captioned row each, as road_seg_core.visualize composes every picture."""
+    rows = []
+    for kind, tile in [("worst", t) for t in worst] + [("best", t) for t in best]:
         cond = f", {tile.condition}" if tile.condition else ""
-        ax.set_title(f"{kind}: stamp {tile.stamp_ns}{cond}, frame mIoU {tile.score:.3f}   "
-                     "(left | ground truth | prediction)", fontsize=7)
-        ax.axis("off")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
+        caption = f"{kind}: stamp {tile.stamp_ns}{cond}, frame mIoU {tile.score:.3f}"
+        width = tile.image.shape[1]
+        rows.append(np.vstack([title_bar(width, caption, bar_height(width // 3), CAPTION_COLOR), tile.image]))
+    cv2.imwrite(str(path), cv2.cvtColor(stack_rows(rows), cv2.COLOR_RGB2BGR))
 
 
 def write_report(out_dir: Path, metrics: dict[str, Any], board: Scoreboard) -> list[Path]:
@@ -189,8 +203,8 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         if "latency" in figures:
             lines += [f"![latency]({figures['latency']})", ""]
     if "montage" in figures:
-        lines += ["## Worst and best frames", "", "Each row: left image | ground truth | prediction, ranked by "
-                  "the frame's mIoU; class colours as in the node's overlay.", "",
+        lines += ["## Worst and best frames", "", "Each row: camera (left image) | prediction | ground truth, "
+                  "ranked by the frame's mIoU; class colours as in the node's overlay.", "",
                   f"![worst and best frames]({figures['montage']})", ""]
     lines += ["## Messages", "", "| topic | messages read | rejected |", "|---|---|---|"]
     for topic, n in counts["messages"].items():

@@ -11,12 +11,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from road_seg_core import labels as L
 from road_seg_core.metrics import ConfusionMatrix
-from road_seg_core.postprocess import overlay
+from road_seg_core.visualize import compose_small
 
 LATENCY_STAGES = ("decode", "convert", "preprocess", "model", "postprocess", "total")
 THUMB_WIDTH = 320
@@ -52,7 +51,7 @@ def latency_stats(samples: list[float]) -> dict[str, float]:
 
 @dataclass(order=True)
 class Tile:
-    """A frame kept for the montage: left | ground truth | prediction, downscaled."""
+    """A frame kept for the montage: camera | prediction | ground truth (road_seg_core.visualize), downscaled."""
 
     score: float
     stamp_ns: int
@@ -61,13 +60,8 @@ class Tile:
 
 
 def make_tile(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Left image, ground truth overlay and prediction overlay side by side (ignore shown unpainted)."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, THUMB_WIDTH / w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    gt_shown = np.where(gt == L.IGNORE, L.BACKGROUND, gt).astype(np.uint8)
-    panels = [rgb, overlay(rgb, gt_shown), overlay(rgb, pred)]
-    return np.hstack([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels])
+    """The report's row for a frame: road_seg_core.visualize's panels at thumbnail size, legend left to the montage."""
+    return compose_small(rgb, pred, gt, THUMB_WIDTH, legend=False)
 
 
 class Scoreboard:

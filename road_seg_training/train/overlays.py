@@ -1,4 +1,4 @@
-"""Validation pictures for TensorBoard: ground truth and prediction drawn over the camera image."""
+"""Validation pictures for TensorBoard: road_seg_core.visualize's camera | prediction | ground truth."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,12 +6,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from road_seg_core import labels as L
-from road_seg_core.postprocess import overlay
+from road_seg_core.visualize import compose
 
 
 def render_overlays(batch: dict[str, Any], pred: np.ndarray, limit: int) -> list[np.ndarray]:
-    """[ground truth | prediction] overlays on the colour image (thermal/depth as grey if there is no rgb)."""
+    """camera | prediction | ground truth, titled, with the legend (thermal/depth as grey if there is no rgb)."""
     images = []
     inputs = batch["inputs"]
     for b in range(min(limit, pred.shape[0])):
@@ -22,7 +21,6 @@ def render_overlays(batch: dict[str, Any], pred: np.ndarray, limit: int) -> list
             grey = (255 * x / max(float(x.max()), 1e-6)).astype(np.uint8)
             base = np.repeat(grey[..., None], 3, axis=2)
         base = np.ascontiguousarray(base)
-        gt = batch["labels"][b].numpy().astype(np.uint8)
-        gt = np.where(gt == L.IGNORE, L.BACKGROUND, gt).astype(np.uint8)
-        images.append(np.concatenate([overlay(base, gt), overlay(base, pred[b].astype(np.uint8))], axis=1))
+        title = "camera" if "rgb" in inputs else f"{next(iter(inputs))} (grey)"
+        images.append(compose(base, pred[b].astype(np.uint8), batch["labels"][b].numpy(), image_title=title))
     return images
