@@ -110,7 +110,8 @@ def train_variant(args: argparse.Namespace, variant: Variant) -> tuple[Path, flo
     if args.reuse and last.is_file():
         return last, 0.0
     started = time.perf_counter()
-    train(cfg, command="python -m road_seg_training.ablation " + " ".join(sys.argv[1:]))
+    # the ablation owns its variant folders: without --reuse it retrains them, as documented
+    train(cfg, command="python -m road_seg_training.ablation " + " ".join(sys.argv[1:]), overwrite=True)
     return last, time.perf_counter() - started
 
 
