@@ -70,6 +70,11 @@ def _eval_bag() -> CommandModule:
     return evaluate
 
 
+def _play() -> CommandModule:
+    from road_seg_ros import bag_player
+    return bag_player
+
+
 def _bench() -> CommandModule:
     from road_seg_ros import bench
     return bench
@@ -87,6 +92,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command("export a checkpoint to ONNX or a TensorRT engine", _export, {"out": "file"}),
     "bench": Command("speed benchmark of backends and the node (not a test)", _bench),
     "sim": Command("record synthetic drives to a rosbag2 (sqlite3 or MCAP)", _sim, {"record": "dir"}),
+    "play": Command("publish a rosbag2 as `ros2 bag play` would (--clock, --rate, --loop)", _play),
     "eval-bag": Command("replay a rosbag through the pipeline: metrics, report, output bag", _eval_bag,
                         {"report": "dir", "write_bag": "dir"}),
     "demo": Command("sim_sensors + perception_node with the bundled model; saves overlays and a summary", _demo,

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
+
+from road_seg_core.errors import UserError
 
 from road_seg_core.export.engine_cache import ENV_CACHE_DIR, cached_onnx, sidecar_path
 from road_seg_core.export.exporter import export_onnx
@@ -35,16 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from road_seg_core.bundled import resolve_model
-    from road_seg_core.checkpoint import CheckpointError
 
     try:
         checkpoint = resolve_model(args.checkpoint or None)
     except FileNotFoundError as exc:
-        print(f"road-seg export: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     if (args.height > 0) != (args.width > 0):
-        print("road-seg export: give both --height and --width, or neither", file=sys.stderr)
-        return 2
+        raise UserError(f"--height {args.height} --width {args.width}: give both, or neither")
     size = (args.height, args.width) if args.height > 0 else None
     try:
         if args.format == "onnx":
@@ -53,15 +51,14 @@ def run(args: argparse.Namespace) -> int:
                                  validate=not args.no_validate)
             info = read_onnx_info(out)
             h, w = info.input_size
-            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): inputs "
-                  f"{', '.join(info.modalities)} at {'Bx' if info.dynamic else ''}{h}x{w}"
-                  f"{' (dynamic)' if info.dynamic else ''} -> {OUTPUT_NAME} over {', '.join(info.class_names)}")
+            shape = f"BxHxW (dynamic batch, height and width; exported at {h}x{w})" if info.dynamic else f"{h}x{w}"
+            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): inputs {', '.join(info.modalities)} at "
+                  f"{shape} -> {OUTPUT_NAME} over {', '.join(info.class_names)}")
             print("onnx.checker: ok; " + (str(report) if report else "parity check skipped (--no-validate)"))
             return 0
         return _run_engine(args, checkpoint, size)
-    except (ExportError, CheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"road-seg export: {exc}", file=sys.stderr)
-        return 1
+    except (ExportError, FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
 
 
 def _run_engine(args: argparse.Namespace, checkpoint: Path, size: tuple[int, int] | None) -> int:
@@ -69,8 +66,7 @@ def _run_engine(args: argparse.Namespace, checkpoint: Path, size: tuple[int, int
     from road_seg_core.engines import tensorrt_engine as trt_engine
 
     if args.max_batch > 1 and not args.dynamic:
-        print("road-seg export: --max-batch > 1 needs --dynamic", file=sys.stderr)
-        return 2
+        raise UserError(f"--max-batch {args.max_batch} needs --dynamic")
     try:
         trt_engine.require_tensorrt(args.device)
         onnx_path = cached_onnx(checkpoint, args.cache_dir or None, size, args.dynamic, args.opset)
@@ -82,8 +78,7 @@ def _run_engine(args: argparse.Namespace, checkpoint: Path, size: tuple[int, int
                                               device=args.device, max_batch=args.max_batch,
                                               calibration=calibration)
     except EngineError as exc:
-        print(f"road-seg export: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(str(exc)) from None
     print(f"TensorRT engine ready: {engine_path} (from {onnx_path})")
     if args.out:
         out = Path(args.out)

@@ -268,7 +268,7 @@ class LeftDrivenSynchronizer:
             silent = self._clock - self._last_seen[i]
             if i not in self._down and silent > self._timeout:
                 self._down.add(i)
-                _LOG.warning("%s silent for %.2f s: sets go on without it until it is back", self.names[i],
+                _LOG.debug("%s silent for %.2f s: sets go on without it until it is back", self.names[i],
                              silent / NS_PER_S)
 
     # -- other inputs ----------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ class LeftDrivenSynchronizer:
         self._last_seen[index] = self._clock
         if index in self._down:
             self._down.discard(index)
-            _LOG.warning("%s is back: sets include it again", self.names[index])
+            _LOG.debug("%s is back: sets include it again", self.names[index])
 
     # -- releasing -------------------------------------------------------------------------------------------------
     def _nearest(self, index: int, stamp: int) -> _Held | None:

@@ -176,7 +176,8 @@ class PerceptionConfig:
         if not path.is_file():
             raise FileNotFoundError(f"parameters file not found: {path}")
         doc = yaml.safe_load(path.read_text()) or {}
-        section = doc.get(node_name) or doc.get(f"/{node_name}") or doc.get("/**") or {}
+        section = (doc.get(node_name) or doc.get(f"/{node_name}") or doc.get(f"/**/{node_name}") or doc.get("/**")
+                   or {})
         params = section.get("ros__parameters", {})
         return cls.from_flat(flatten_params(params))
 

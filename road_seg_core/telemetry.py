@@ -16,6 +16,7 @@ class RateMeter:
         self._times: deque[float] = deque(maxlen=maxlen)
         self.total = 0
         self._start: float | None = None
+        self.last: float | None = None  # time of the latest event
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -23,6 +24,7 @@ class RateMeter:
             self._start = now
         self._times.append(now)
         self.total += 1
+        self.last = now
 
     def rate(self, now: float | None = None) -> float:
         """Events in the window divided by the window (or by the time since the first event, if shorter)."""

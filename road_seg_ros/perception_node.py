@@ -9,6 +9,8 @@ the left image's header. Nothing here knows about the network.
 from __future__ import annotations
 
 import functools
+import logging
+import signal
 import sys
 import threading
 import time
@@ -19,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -40,6 +43,7 @@ from road_seg_core.sensor_spec import stamp_ns
 from road_seg_core.telemetry import NodeStats
 from road_seg_ros.conversions import array_to_image, image_to_array
 from road_seg_ros.diagnostics import build_diagnostics
+from road_seg_ros.node_exit import end_process
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
@@ -75,6 +79,9 @@ class PerceptionNode(Node):
                                    stats=self.stats, on_reject=self._log_reject)
         self.sync_impl = "road_seg_core"
         self._down_logged: tuple[str, ...] = ()
+        self._down_log_time = -1e9
+        # Sensor down / back is reported through this node's logger (throttled), not the synchroniser's own log.
+        logging.getLogger("road_seg_core.sensor_timeout").setLevel(logging.ERROR)
         self._subs = []
         for inp in self.plan.sync_inputs:
             q = getattr(self.cfg.qos, inp.key)
@@ -95,7 +102,7 @@ class PerceptionNode(Node):
         self.get_logger().info(
             f"model {self.model_path} ({', '.join(self.engine.meta.modalities)}; input "
             f"{self.engine.meta.input_size[1]}x{self.engine.meta.input_size[0]}) on {self.engine.backend}/"
-            f"{self.engine.device}; sync {self.sync_impl} over "
+            f"{self.engine.device}; sync {self.cfg.sync.policy} ({self.sync_impl}) over "
             f"{', '.join(i.topic for i in self.plan.sync_inputs)}")
 
     # -- parameters ---------------------------------------------------------------------------------------------
@@ -174,7 +181,13 @@ class PerceptionNode(Node):
                 self.reception.reject("model", "inference_error", repr(exc))
                 continue
             t_pub = time.perf_counter()
-            self._publish(synced.left.msg.header, result.masks)
+            try:
+                self._publish(synced.left.msg.header, result.masks)
+            except Exception as exc:
+                if self._slot.closed:  # shutting down: the set is dropped quietly
+                    return
+                self.reception.reject("output", "publish_error", repr(exc))
+                continue
             t_end = time.perf_counter()
             for name, ms in result.timings_ms.items():
                 self.stats.stage(name, ms)
@@ -200,20 +213,34 @@ class PerceptionNode(Node):
 
     # -- diagnostics --------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        down = self.sensors_down
-        if down != self._down_logged:
-            if down:
-                self.get_logger().warning(f"running without {', '.join(down)}: no message for more than "
-                                          f"{self.cfg.sync.sensor_timeout:g} s; the model sees it as absent")
-            else:
-                self.get_logger().info("every input is present again")
-            self._down_logged = down
+        self._log_sensors_down()
         msg = build_diagnostics(self.stats, self, self.get_clock().now().to_msg())
         self.pub_diag.publish(msg)
 
-    def destroy_node(self) -> None:
+    def _log_sensors_down(self) -> None:
+        """Sensor down / back, through the node's logger, at most once per `log_throttle` (a flapping sensor
+        gives one line per period, with the state at that moment)."""
+        down = self.sensors_down
+        now = time.monotonic()
+        if down == self._down_logged or now - self._down_log_time < self.cfg.log_throttle:
+            return
+        back = [k for k in self._down_logged if k not in down]
+        if down:
+            self.get_logger().warning(f"running without {', '.join(down)}: no usable message for more than "
+                                      f"{self.cfg.sync.sensor_timeout:g} s; the model sees it as absent"
+                                      + (f" ({', '.join(back)} back)" if back else ""))
+        else:
+            self.get_logger().info(f"every input is present again ({', '.join(back)} back)")
+        self._down_logged, self._down_log_time = down, now
+
+    def stop_worker(self, timeout: float = 10.0) -> None:
+        """End the inference thread (it finishes and publishes the set it is on) while the context still works."""
         self._slot.close()
-        self._worker.join(timeout=5.0)
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=timeout)
+
+    def destroy_node(self) -> None:
+        self.stop_worker()
         super().destroy_node()
 
 
@@ -225,11 +252,16 @@ def main(args: list[str] | None = None) -> int:
     except ArgumentError as exc:
         print(f"perception_node: {exc}", file=sys.stderr)
         return 2
+    # rclpy's own handlers would invalidate the context at once, under a worker that is still publishing; here a
+    # signal only stops the spin, the worker ends, and then the context goes.
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except RCLError as exc:
         print(f"perception_node: cannot start: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         node = PerceptionNode()
     except StartupError as exc:
@@ -246,13 +278,17 @@ def main(args: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        node.get_logger().info("shutting down")
+        node.stop_worker()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":

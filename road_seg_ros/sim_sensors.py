@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -23,6 +24,7 @@ from stereo_msgs.msg import DisparityImage
 from road_seg_core.sensor_spec import DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, scene_messages
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.conversions import camera_info, sensor_image_message
+from road_seg_ros.node_exit import end_process, interrupt_once
 
 
 @dataclass
@@ -86,7 +88,11 @@ class SimSensors(Node):
         self.frames = [encode_scene(next(stream), self.publish_disparity) for _ in range(count)]
         self.stream = None if loop_frames > 0 else stream
         self.sent = 0
+        self.published = {key: 0 for key in ("left",) + JITTERED}
         self.timer = self.create_timer(1.0 / self.rate, self._tick)
+        # What was published, per input, once a second: benchmarks count losses between here and the node.
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_counts)
         self.get_logger().info(f"publishing {width}x{height} synthetic ZED + Boson at {self.rate:g} Hz "
                                f"({'live' if self.stream else f'{count} frames looped'})")
 
@@ -119,21 +125,33 @@ class SimSensors(Node):
             if self.drop_rate.get(key, 0.0) > 0 and self.rng.random() < self.drop_rate[key]:
                 continue
             self.pubs[key].publish(getattr(msgs, key))
+            self.published[key] += 1
         self.pubs["labels"].publish(msgs.labels)
         self.sent += 1
 
+    def _publish_counts(self) -> None:
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name().lstrip('/')}: published",
+                                  level=DiagnosticStatus.OK, message="publishing")
+        status.values = [KeyValue(key=f"published.{k}", value=str(n)) for k, n in self.published.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(array)
+
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_once()
     rclpy.init(args=args)
-    node = SimSensors()
+    node = None
     try:
+        node = SimSensors()  # pre-renders its scenes: Ctrl-C may come before it spins
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    end_process(0)  # shut down cleanly: skip the interpreter teardown (see node_exit)
 
 
 if __name__ == "__main__":

@@ -379,7 +379,7 @@ def test_unknown_storage(tmp_path, bags, tiny_checkpoint, capsys):
 
 def test_topic_absent_lists_the_bags_topics(tmp_path, bags, tiny_checkpoint, capsys):
     params = yaml.safe_load((config_dir() / "perception.yaml").read_text())
-    params["road_seg"]["ros__parameters"]["topics"]["thermal"] = "/boson/thermal"
+    params["/**/road_seg"]["ros__parameters"]["topics"]["thermal"] = "/boson/thermal"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     assert _eval(bags["mcap"], tiny_checkpoint, "--params", str(path), "--report", str(tmp_path / "r")) == 2

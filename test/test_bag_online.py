@@ -10,6 +10,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.serialization import deserialize_message  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from stereo_msgs.msg import DisparityImage  # noqa: E402
@@ -44,12 +45,19 @@ class _NodeSpec(ProcessSpec):
 
 
 def _offline_stamps(bag: Path, checkpoint: Path) -> list[int]:
-    cfg = PerceptionConfig.from_yaml(config_dir() / "perception.yaml")
+    cfg = PerceptionConfig.from_flat({**PerceptionConfig.from_yaml(config_dir() / "perception.yaml").flat(),
+                                      "sync.policy": "approximate"})
     engine = create_engine(checkpoint, device="cpu")
     with closing(open_reader(bag)) as reader:
         replay = BagReplay(reader, cfg, plan_inputs(tuple(engine.meta.modalities), cfg),
                            SegmentationPipeline(engine, cfg.preprocess_config()))
         return [r.frame.stamp_ns for r in replay.frames()]
+
+
+def _diag_values(collector: Collector) -> dict[str, str]:
+    """The node's latest diagnostics values ({} before the first)."""
+    statuses = [s for m in collector.messages["/diagnostics"] for s in m.status if s.name.startswith("road_seg")]
+    return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
 
 
 def _stamp(msg) -> int:
@@ -70,19 +78,24 @@ def test_offline_sync_selects_the_left_stamps_the_node_processes(ros_domain, bin
         recorded = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages()]
         frame_starts = sorted({t for c, _, t, _ in recorded if c == "/sim/condition"})
 
-    spec = perception_plan(model=str(tiny_checkpoint), node_parameters={"device": "cpu"})[0]
+    # The approximate (message_filters) policy, whose sets depend on the algorithm itself; the left policy gives
+    # every left image a set (test_node_reception).
+    spec = perception_plan(model=str(tiny_checkpoint), node_parameters={"device": "cpu",
+                                                                        "sync.policy": "approximate"})[0]
     node = _NodeSpec(**vars(spec))
-    collector = Collector(ros_domain, {LABELS: Image})
+    collector = Collector(ros_domain, {LABELS: Image, "/diagnostics": DiagnosticArray})
     pubs = {topic: collector.node.create_publisher(ROS_TYPES[msgtype], topic, RELIABLE)
             for topic, msgtype, _, _ in recorded}
     cfg = PerceptionConfig.from_yaml(config_dir() / "perception.yaml")
     inputs = [cfg.topics.left, cfg.topics.depth, cfg.topics.thermal]
     try:
         with ProcessGroup.from_plan([node], bin_dir, tmp_path) as procs:
+            # Matched both ways: the node's subscriptions to our publishers, and its labels publisher to our
+            # subscription (a reliable volatile publisher sends nothing to a subscription it has not matched yet).
+            labels_sub = next(s for s in collector.node.subscriptions if s.topic_name == LABELS)
             ready = collector.wait_for(lambda: all(pubs[t].get_subscription_count() > 0 for t in inputs)
-                                       and collector.node.count_publishers(LABELS) > 0, 90, procs)
+                                       and labels_sub.get_publisher_count() > 0, 90, procs)
             assert ready, procs.logs()
-            time.sleep(1.0)  # let the node's publisher discover our subscription too
             for g, start in enumerate(frame_starts):
                 end = frame_starts[g + 1] if g + 1 < len(frame_starts) else float("inf")
                 for topic, msgtype, _, raw in (r for r in recorded if start <= r[2] < end):
@@ -92,8 +105,19 @@ def test_offline_sync_selects_the_left_stamps_the_node_processes(ros_domain, bin
                 # node never supersedes a set while its worker is busy.
                 due = sum(1 for s in offline if s < end)
                 collector.wait_for(lambda: collector.count(LABELS) >= due, 20, procs)
-            collector.wait_for(lambda: collector.count(LABELS) >= len(offline), 5, procs)
-            time.sleep(0.5)
+            snapshots_before = collector.count("/diagnostics")
+
+            def settled() -> bool:
+                """The second diagnostics snapshot after the last message (the node has handled everything sent
+                before the first): every set it formed is accounted for, and all its labels have arrived here."""
+                diag = _diag_values(collector)
+                if collector.count("/diagnostics") < snapshots_before + 2 or not diag:
+                    return False
+                handled = sum(int(diag[k]) for k in ("published", "dropped_sets", "failed_sets"))
+                return (int(diag["synchronised_sets"]) == handled
+                        and int(diag["published"]) == collector.count(LABELS) >= len(offline))
+
+            collector.wait_for(settled, 60, procs)
             logs = procs.logs()
         online = [_stamp(m) for m in collector.messages[LABELS]]
     finally:

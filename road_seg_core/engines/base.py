@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -77,6 +77,17 @@ class InferenceEngine(abc.ABC):
     def infer_labels(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Class ids uint8 (B, H, W); backends override this to take the argmax on the device."""
         return np.argmax(self.infer(inputs), axis=1).astype(np.uint8)
+
+    @property
+    def sensor_device(self) -> str | None:
+        """The torch device where sensor preprocessing should run to feed this engine without a host round trip
+        (`road_seg_core.engines.sensor_preprocess`); None where the host (OpenCV) path is the one to use."""
+        return None
+
+    def infer_labels_on_device(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        """Class ids uint8 (B, H, W) for complete inputs given as torch tensors ({modality: (B, C, H, W) float32},
+        as `SensorPreprocessor` makes them, on `sensor_device` or the CPU)."""
+        raise NotImplementedError(f"the {self.backend} engine takes numpy inputs only")
 
     def warmup(self, iterations: int = 2) -> None:
         """Run a few frames so allocation, autotuning and lazy initialisation happen before real data."""

@@ -104,6 +104,40 @@ class OnnxRuntimeEngine(InferenceEngine):
     def infer_labels(self, inputs) -> np.ndarray:
         return self._output(LABELS_NAME, self.prepare_inputs(inputs))
 
+    @property
+    def sensor_device(self) -> str | None:
+        """The CUDA device of the session where torch can preprocess on it too; None on the CPU."""
+        if not self.device.startswith("cuda"):
+            return None
+        try:
+            import torch
+        except ImportError:
+            return None
+        return self.device if torch.cuda.is_available() else None
+
+    def infer_labels_on_device(self, inputs) -> np.ndarray:
+        """Labels for torch tensors (CPU or CUDA), bound by address: no copy through numpy, no host round trip."""
+        import torch
+
+        missing = sorted(set(self.meta.modalities) - set(inputs))
+        if missing:
+            raise ValueError(f"inputs lack {missing}")
+        tensors = {m: inputs[m].to(torch.float32).contiguous() for m in self.meta.modalities}
+        batch = next(iter(tensors.values())).shape[0]
+        if batch != 1 and not self.info.dynamic:
+            return np.concatenate([self.infer_labels_on_device({k: v[i:i + 1] for k, v in tensors.items()})
+                                   for i in range(batch)])
+        if any(t.is_cuda for t in tensors.values()):
+            torch.cuda.current_stream().synchronize()  # onnxruntime runs on its own stream
+        binding = self.session.io_binding()
+        for name, tensor in tensors.items():
+            kind = "cuda" if tensor.is_cuda else "cpu"
+            binding.bind_input(name, kind, tensor.device.index or 0, np.float32, tuple(tensor.shape),
+                               tensor.data_ptr())
+        binding.bind_output(LABELS_NAME, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
     def _output(self, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         batch = next(iter(inputs.values())).shape[0]
         if self.info.dynamic or batch == 1:

@@ -429,14 +429,18 @@ class TensorRTEngine(InferenceEngine):
             return torch.cat([self._logits({k: v[i:i + 1] for k, v in inputs.items()}).clone() for i in range(batch)])
         with torch.cuda.device(self.torch_device), torch.cuda.stream(self._stream):
             for name, array in inputs.items():
-                buffer = self._buffer(name, array.shape, self._dtypes[name])
-                if not array.flags.writeable:
-                    array = array.copy()
-                host = torch.from_numpy(array)
-                if host.dtype == buffer.dtype:
-                    buffer.copy_(host, non_blocking=True)
-                else:  # upload in the sender's dtype (uint8 rgb: a quarter of the bytes), cast on the GPU
-                    buffer.copy_(host.to(self.torch_device, non_blocking=True))
+                buffer = self._buffer(name, tuple(array.shape), self._dtypes[name])
+                if isinstance(array, torch.Tensor):  # already on the device (SensorPreprocessor): copy there
+                    buffer.copy_(array)
+                    array = array.detach()
+                else:
+                    if not array.flags.writeable:
+                        array = array.copy()
+                    host = torch.from_numpy(array)
+                    if host.dtype == buffer.dtype:
+                        buffer.copy_(host, non_blocking=True)
+                    else:  # upload in the sender's dtype (uint8 rgb: a quarter of the bytes), cast on the GPU
+                        buffer.copy_(host.to(self.torch_device, non_blocking=True))
                 set_input_shape(self._context, name, array.shape, self.engine_path)
                 if not self._context.set_tensor_address(name, int(buffer.data_ptr())):
                     raise EngineError(f"{self.engine_path}: TensorRT refused the buffer address of {name!r}")
@@ -463,6 +467,21 @@ class TensorRTEngine(InferenceEngine):
     def infer_labels(self, inputs) -> np.ndarray:
         with self._torch.cuda.stream(self._stream):
             labels = self._logits(self.prepare_inputs(inputs)).argmax(dim=1).to(self._torch.uint8).cpu()
+        return labels.numpy()
+
+    @property
+    def sensor_device(self) -> str | None:
+        return str(self.torch_device)
+
+    def infer_labels_on_device(self, inputs) -> np.ndarray:
+        torch = self._torch
+        missing = sorted(set(self.meta.modalities) - set(inputs))
+        if missing:
+            raise ValueError(f"inputs lack {missing}")
+        # the preprocessing ran on torch's current stream; the engine's stream must see its results
+        self._stream.wait_stream(torch.cuda.current_stream(self.torch_device))
+        with torch.cuda.stream(self._stream):
+            labels = self._logits({m: inputs[m] for m in self.meta.modalities}).argmax(dim=1).to(torch.uint8).cpu()
         return labels.numpy()
 
     def close(self) -> None:

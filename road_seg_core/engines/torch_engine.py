@@ -72,6 +72,19 @@ class TorchEngine(InferenceEngine):
         logits = self._logits(self.prepare_inputs(inputs))
         return logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
 
+    @property
+    def sensor_device(self) -> str | None:
+        return str(self.torch_device) if self.torch_device.type == "cuda" else None
+
+    def infer_labels_on_device(self, inputs) -> np.ndarray:
+        unknown = sorted(set(inputs) - set(self.meta.modalities))
+        if unknown:
+            raise ValueError(f"inputs {unknown} are not modalities of this model")
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+            tensors = {name: tensor.to(self.torch_device, non_blocking=True).contiguous(
+                memory_format=self.memory_format) for name, tensor in inputs.items()}
+            return self.model(tensors).float().argmax(dim=1).to(torch.uint8).cpu().numpy()
+
     def _logits(self, inputs: dict[str, np.ndarray]) -> Tensor:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
             tensors = {name: self._to_device(array) for name, array in inputs.items()}
