@@ -159,10 +159,10 @@ class _CpuTimedEngine:
         finally:
             self.cpu_ms = (time.process_time() - start) * 1e3
 
-    def infer_labels_on_device(self, inputs):
+    def infer_frame_labels(self, frame, preprocessor):
         start = time.process_time()
         try:
-            return self._engine.infer_labels_on_device(inputs)
+            return self._engine.infer_frame_labels(frame, preprocessor)
         finally:
             self.cpu_ms = (time.process_time() - start) * 1e3
 
@@ -251,6 +251,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     device = resolve_auto_device(args.device)
+    if args.threads > 0:  # also the torch ops of engine-side preprocessing (--preprocess-on engine)
+        import torch
+
+        torch.set_num_threads(args.threads)
     cache_dir = args.cache_dir or None
     report: dict[str, Any] = {"machine": model_bench.machine(), "checkpoint": checkpoint}
     node_backend = args.node_backend or "onnxruntime"

@@ -52,6 +52,9 @@ def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
         assert stages.plan.keys == ("left", "depth", "thermal")
         plain = stages.run(3, warmup=1)
         with_overlay = stages.run(3, with_overlay=True, warmup=1)
+        on_engine = node_bench.StageBench(engine, PerceptionConfig(), messages, node, "engine")
+        assert on_engine.pipeline.on_device and not stages.pipeline.on_device  # auto on a CPU: the host
+        engine_side = on_engine.run(3, warmup=1)
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
@@ -61,6 +64,8 @@ def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
         assert result["model_cpu"]["n"] == 3 and result["overhead_cpu"]["p50"] > 0
         # "overhead" is every stage but the model: never more than the sum of the per-stage maxima.
         assert result["overhead"]["p50"] <= sum(result[s]["p99"] for s in node_bench.STAGES if s != "model") + 1e-6
+    # Preprocessing inside the engine call: no host stage, and its CPU time is the engine's, not overhead.
+    assert engine_side["preprocess"]["p50"] == 0.0 and engine_side["model_cpu"]["p50"] > 0
     summary = node_bench.summary_line({
         "model": [model_bench.BackendResult("onnxruntime", "fp32", "cpu", (64, 96), 1, 3, 1.0, 2.0, 1.0, 1e3,
                                             0.1).to_dict()],

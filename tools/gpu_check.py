@@ -8,8 +8,9 @@ there), in this order and within `--budget-s` (default 7 minutes):
 1. the CUDA/TensorRT tests: ``python -m pytest -q -m gpu`` (they skip what this machine lacks);
 2. ``python -m road_seg_core.bench``'s timing at 384x640 and 720x1280 for torch fp32/fp16, ONNX Runtime on
    CUDA where its CUDA provider exists, and TensorRT fp16/fp32 where tensorrt imports;
-3. the node's per-frame stages at the sensor resolution (1280x720), on the fastest GPU backend measured:
-   with rclpy, the live benchmark's `StageBench` (decode to publish); without it, the pipeline stages.
+3. the node's per-frame stages at the sensor resolution (1280x720), on the fastest GPU backend measured, with
+   preprocessing on the GPU (the node's default there) and on the host for comparison: with rclpy, the live
+   benchmark's `StageBench` (decode to publish); without it, the pipeline stages.
 
 Without CUDA it says so in one line and exits 2. ``--allow-cpu`` runs the same steps on the CPU at the sizes
 given (the project's tests use it with tiny sizes to exercise this script); its figures say nothing about a GPU.
@@ -129,36 +130,47 @@ def node_stages(checkpoint: Path, backend: str, options: dict[str, Any], device:
 
 
 def pipeline_stages(engine, sensor_size: tuple[int, int], frames: int) -> dict[str, Any]:
+    """Pipeline stages with preprocessing on the engine's device and on the host (no rclpy needed)."""
     from road_seg_core.pipeline import SegmentationPipeline
     from road_seg_core.synthetic import render_scene
 
     h, w = sensor_size
     scenes = [render_scene(i, width=w, height=h, condition=("day", "night", "fog")[i % 3]).frame for i in range(3)]
-    pipeline = SegmentationPipeline(engine)
-    for i in range(3):
-        pipeline.run(scenes[i % 3])
-    samples: dict[str, list[float]] = {}
-    for i in range(frames):
-        for stage, ms in pipeline.run(scenes[i % 3]).timings_ms.items():
-            samples.setdefault(stage, []).append(ms)
-    return {stage: summarise(values) for stage, values in samples.items()}
+    out: dict[str, Any] = {}
+    for where in ("auto", "host"):
+        pipeline = SegmentationPipeline(engine, preprocess_on=where)
+        if ("engine" if pipeline.on_device else "host") in out:  # on a CPU "auto" is the host path already
+            continue
+        for i in range(3):
+            pipeline.run(scenes[i % 3])
+        samples: dict[str, list[float]] = {}
+        for i in range(frames):
+            for stage, ms in pipeline.run(scenes[i % 3]).timings_ms.items():
+                samples.setdefault(stage, []).append(ms)
+        out["engine" if pipeline.on_device else "host"] = {stage: summarise(v) for stage, v in samples.items()}
+    return out
 
 
 def ros_stages(engine, sensor_size: tuple[int, int], frames: int) -> dict[str, Any]:
+    """StageBench with preprocessing on the engine's device (what the node does on a GPU) and on the host."""
     import random
 
     import rclpy
 
-    from road_seg_ros import bench as node_bench
     from road_seg_core.node_config import PerceptionConfig
+    from road_seg_ros import bench as node_bench
 
     messages = node_bench.received_messages(sensor_size)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=random.randint(201, 230))
     try:
         ros_node = rclpy.create_node("road_seg_gpu_check", context=context)
-        stages = node_bench.StageBench(engine, PerceptionConfig(), messages, ros_node)
-        out = stages.run(frames)
+        out: dict[str, Any] = {}
+        for where in ("auto", "host"):
+            stages = node_bench.StageBench(engine, PerceptionConfig(), messages, ros_node, where)
+            name = "engine" if stages.pipeline.on_device else "host"
+            if name not in out:  # on a CPU "auto" is the host path already
+                out[name] = stages.run(frames)
         out["in_process_deserialise_ms"] = node_bench.transport_in_process(messages, stages.plan.keys)
         ros_node.destroy_node()
         return out

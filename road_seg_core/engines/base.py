@@ -89,6 +89,11 @@ class InferenceEngine(abc.ABC):
         as `SensorPreprocessor` makes them, on `sensor_device` or the CPU)."""
         raise NotImplementedError(f"the {self.backend} engine takes numpy inputs only")
 
+    def infer_frame_labels(self, frame: Any, preprocessor: Any) -> np.ndarray:
+        """Class ids uint8 (1, H, W) for a `SensorFrame` at sensor resolution: `preprocessor`
+        (a `SensorPreprocessor` on `sensor_device`) runs inside the engine call, then the network."""
+        return self.infer_labels_on_device(preprocessor(frame))
+
     def warmup(self, iterations: int = 2) -> None:
         """Run a few frames so allocation, autotuning and lazy initialisation happen before real data."""
         inputs = self.zero_inputs()
