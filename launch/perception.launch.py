@@ -1,5 +1,5 @@
 """ros2 launch road_seg_ros perception.launch.py [params_file:=...] [model:=...] [use_sim_time:=true]
-[namespace:=...] [with_sim:=true] [rviz:=true]
+[namespace:=...] [with_sim:=true] [rviz:=true] [dds_profile:=default|none|FILE]
 
 The processes come from road_seg_core.launch_plan, which the demo and the tests use too. The launch ends when
 perception_node does (e.g. it cannot load its model), so nothing is left running without it.
@@ -18,6 +18,9 @@ ARGUMENTS = {
     "namespace": ("", "namespace of the perception node"),
     "with_sim": ("false", "also start sim_sensors (synthetic ZED + Boson)"),
     "rviz": ("false", "also start rviz2 with config/perception.rviz (where rviz2 is installed)"),
+    "dds_profile": ("default", "Fast DDS profile of the started processes: default = config/fastdds_large_images.xml "
+                               "(shared memory for 720p images; unless FASTRTPS_DEFAULT_PROFILES_FILE is set), none, "
+                               "or a file"),
 }
 
 
@@ -51,10 +54,13 @@ def _nodes(context, *args, **kwargs):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     use_sim_time = _truthy(arg["use_sim_time"])
     plan = perception_plan(params_file=arg["params_file"], model=arg["model"], use_sim_time=use_sim_time,
-                           namespace=arg["namespace"], with_sim=_truthy(arg["with_sim"]))
+                           namespace=arg["namespace"], with_sim=_truthy(arg["with_sim"]),
+                           dds_profile=None if arg["dds_profile"] == "default" else arg["dds_profile"])
     actions = [Node(package=PACKAGE, executable=p.executable, name=p.name, namespace=p.namespace or None,
                     parameters=[*p.params_files, p.parameters], output="screen", emulate_tty=True,
-                    on_exit=Shutdown(reason=f"{p.name} exited") if p.executable == "perception_node" else None) for p in plan]
+                    additional_env=p.env or None,
+                    on_exit=Shutdown(reason=f"{p.name} exited") if p.executable == "perception_node" else None)
+               for p in plan]
     if _truthy(arg["rviz"]):
         actions += _rviz(use_sim_time)
     return actions

@@ -43,14 +43,15 @@ class InputPlan:
 
 def plan_inputs(modalities: tuple[str, ...], cfg: PerceptionConfig) -> InputPlan:
     """Map the model's modalities onto topics, honouring `depth_source`."""
-    unknown = set(modalities) - {"rgb", "depth", "disparity", "thermal"}
+    unknown = set(modalities) - {"rgb", "depth", "disparity", "thermal", "height"}
     if unknown:
         raise StartupError(f"model uses modalities {sorted(unknown)} that this node cannot provide")
     keys = ["left"]
     needs_info = False
     depth_like = [m for m in modalities if m in ("depth", "disparity")]
-    if depth_like:
-        wanted = depth_like[0]
+    # "height" (above the fitted road plane) is derived from depth and needs the intrinsics to back-project it.
+    if depth_like or "height" in modalities:
+        wanted = depth_like[0] if depth_like else "depth"
         source = cfg.depth_source
         if source == "depth":
             keys.append("depth")
@@ -60,6 +61,7 @@ def plan_inputs(modalities: tuple[str, ...], cfg: PerceptionConfig) -> InputPlan
         elif source == "stereo":
             keys.append("right")
             needs_info = wanted == "depth"
+        needs_info = needs_info or "height" in modalities
     if "thermal" in modalities:
         keys.append("thermal")
     inputs = []
@@ -70,5 +72,6 @@ def plan_inputs(modalities: tuple[str, ...], cfg: PerceptionConfig) -> InputPlan
                                f"'{cfg.depth_source}') but parameter topics.{key} is empty")
         inputs.append(SyncInput(key, topic))
     if needs_info and not (cfg.topics.left_info and cfg.topics.right_info):
-        raise StartupError("converting between depth and disparity needs topics.left_info and topics.right_info")
+        raise StartupError("converting between depth and disparity, or fitting the road plane for the 'height' "
+                           "input, needs topics.left_info and topics.right_info")
     return InputPlan(tuple(inputs), needs_info)

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = "road_seg_ros"
+#: Fast DDS reads its XML profile from here; the shipped one (config/) gives 720p images shared memory.
+DDS_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
+DDS_PROFILE_FILE = "fastdds_large_images.xml"
 
 
 @dataclass
@@ -20,6 +23,7 @@ class ProcessSpec:
     namespace: str = ""
     params_files: list[str] = field(default_factory=list)
     parameters: dict[str, object] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # added to the process's environment
 
     def to_command(self, bin_dir: str | None = None) -> list[str]:
         """The command line `ros2 run`/launch would use for this process."""
@@ -57,19 +61,32 @@ def config_dir() -> Path:
         raise FileNotFoundError("cannot find road_seg_ros' config directory") from exc
 
 
+def dds_env(profile: str | None = None) -> dict[str, str]:
+    """Environment selecting a Fast DDS profile: None = the shipped one (config/fastdds_large_images.xml), "" or
+    "none" = none; a profile already chosen in the environment (FASTRTPS_DEFAULT_PROFILES_FILE) is left alone."""
+    if profile in ("", "none") or os.environ.get(DDS_PROFILE_ENV):
+        return {}
+    path = Path(profile) if profile else config_dir() / DDS_PROFILE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"DDS profile not found: {path}")
+    return {DDS_PROFILE_ENV: str(path.resolve())}
+
+
 def perception_plan(params_file: str = "", model: str = "", use_sim_time: bool = False, namespace: str = "",
                     with_sim: bool = False, sim_parameters: dict[str, object] | None = None,
-                    node_parameters: dict[str, object] | None = None) -> list[ProcessSpec]:
-    """The processes of perception.launch.py for the given launch arguments."""
+                    node_parameters: dict[str, object] | None = None,
+                    dds_profile: str | None = None) -> list[ProcessSpec]:
+    """The processes of perception.launch.py for the given launch arguments (`dds_profile`: see `dds_env`)."""
+    env = dds_env(dds_profile)
     params_file = params_file or str(config_dir() / "perception.yaml")
     node_params: dict[str, object] = {"use_sim_time": use_sim_time}
     if model:
         node_params["model"] = model
     node_params.update(node_parameters or {})
-    plan = [ProcessSpec("perception_node", "road_seg", namespace, [params_file], node_params)]
+    plan = [ProcessSpec("perception_node", "road_seg", namespace, [params_file], node_params, dict(env))]
     if with_sim:
         sim_params: dict[str, object] = {"use_sim_time": use_sim_time}
         sim_params.update(sim_parameters or {})
         plan.insert(0, ProcessSpec("sim_sensors", "sim_sensors", "", [str(config_dir() / "sim_sensors.yaml")],
-                                   sim_params))
+                                   sim_params, dict(env)))
     return plan

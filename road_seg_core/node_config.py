@@ -30,7 +30,8 @@ RELIABILITIES = ("reliable", "best_effort")
 PRECISIONS = ("", "fp32", "fp16", "int8")
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)$")
 
-__all__ = ["NODE_NAME", "PerceptionConfig", "flatten_params", "QosSettings", "SyncOffsets", "SyncSettings", "TopicQos", "Topics"]
+__all__ = ["NODE_NAME", "PerceptionConfig", "flatten_params",
+           "QosSettings", "SyncOffsets", "SyncSettings", "TopicQos", "Topics"]
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Sensor frame -> model input tensors, shared by the node, bag evaluation, the demo and training.
 
 The model sees every modality at its input size, in the units of the spec
-(rgb 0..255, depth metres, disparity pixels at model width, thermal in (0, 1]),
+(rgb 0..255, depth metres, disparity pixels at model width, thermal in (0, 1],
+height: metres above a datum 1 m below the road plane fitted to the depth),
 with 0 meaning "no measurement". Resizing happens here, once, with the
 interpolation each modality needs: area for colour, nearest for depth-like
 maps so a hole never blends into a fake surface.
@@ -15,6 +16,7 @@ import numpy as np
 
 from road_seg_core import depth as depth_ops
 from road_seg_core.frames import SensorFrame
+from road_seg_core.road_plane import RoadPlaneConfig, RoadPlaneTracker
 from road_seg_core.thermal import ThermalConfig, normalize_thermal, resize_homography, warp_to_left
 
 #: Where the model's depth-like input comes from on the car.
@@ -30,6 +32,7 @@ class PreprocessConfig:
     max_depth_m: float = 40.0
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
     sgbm: depth_ops.SgbmConfig = field(default_factory=depth_ops.SgbmConfig)
+    road_plane: RoadPlaneConfig = field(default_factory=RoadPlaneConfig)
 
     def __post_init__(self) -> None:
         if self.depth_source not in DEPTH_SOURCES:
@@ -59,23 +62,38 @@ class Preprocessor:
         self._zeros = np.zeros((1, 1, h, w), np.float32)
         # The SGBM search range is set for a 1280-wide ZED; scale it to the width SGBM actually runs at.
         self._sgbm = self.config.sgbm.for_width(w)
+        #: Road-plane fit behind the "height" input, with the last good plane as fallback.
+        self.road_plane = RoadPlaneTracker(self.config.road_plane)
         #: Fraction of valid pixels per modality in the last frame (for diagnostics).
         self.last_valid_fraction: dict[str, float] = {}
 
     def __call__(self, frame: SensorFrame) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
+        depth: list[np.ndarray | None] = []  # computed at most once per frame (depth and height share it)
+
+        def depth_once() -> np.ndarray | None:
+            if not depth:
+                depth.append(self.depth_m(frame))
+            return depth[0]
+
         for name in self.modalities:
             if name == "rgb":
                 out[name] = self.rgb(frame.rgb)
             elif name == "depth":
-                out[name] = self._one_channel(name, self.depth_m(frame))
+                out[name] = self._one_channel(name, depth_once())
             elif name == "disparity":
                 out[name] = self._one_channel(name, self.disparity_px(frame))
             elif name == "thermal":
                 out[name] = self._one_channel(name, self.thermal01(frame))
+            elif name == "height":
+                out[name] = self._one_channel(name, self.height_code(frame, depth_once()))
             else:
                 raise ValueError(f"unknown modality {name!r}")
         return out
+
+    def reset(self) -> None:
+        """Forget state carried between frames (the last good road plane): call between independent frames."""
+        self.road_plane.reset()
 
     # -- per modality -------------------------------------------------------------------------------------------
     def rgb(self, rgb: np.ndarray) -> np.ndarray:
@@ -123,6 +141,19 @@ class Preprocessor:
         # One warp does both jobs: thermal -> left image (configured homography), then left -> input size.
         to_input = resize_homography(frame.size, self.input_size) @ self.config.thermal.homography_matrix
         return warp_to_left(t01, to_input, self.input_size)
+
+    def height_code(self, frame: SensorFrame, depth_m: np.ndarray | None) -> np.ndarray | None:
+        """The "height" input: height above the fitted road plane, encoded by `road_plane.encode_height`.
+
+        None (fed as no data) without depth, without intrinsics (the plane fit
+        needs the focal length and principal point) or when neither this frame
+        nor a recent one gave a plausible road plane.
+        """
+        if depth_m is None or frame.intrinsics is None:
+            return None
+        h, w = self.input_size
+        intr = frame.intrinsics.scaled(w, h)
+        return self.road_plane.height_input(depth_m, intr.fx, intr.fy, intr.cx, intr.cy)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _disparity_at_input(self, frame: SensorFrame) -> np.ndarray | None:

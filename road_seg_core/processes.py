@@ -19,16 +19,18 @@ from road_seg_core.launch_plan import ProcessSpec
 class ProcessGroup:
     """Named child processes, stopped together; their logs kept for error messages."""
 
-    def __init__(self, commands: Iterable[tuple[str, list[str]]], log_dir: Path,
+    def __init__(self, commands: Iterable[tuple], log_dir: Path,
                  env: Mapping[str, str] | None = None, grace_s: float = 10.0) -> None:
+        """`commands`: (name, argv) or (name, argv, extra environment) per process."""
         self.grace_s = grace_s
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
         try:
-            for name, cmd in commands:
+            for name, cmd, *extra in commands:
                 log = Path(log_dir) / f"{name}.log"
+                proc_env = {**(env if env is not None else os.environ), **(extra[0] if extra else {})}
                 with open(log, "wb") as fh:
-                    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                            env=dict(env if env is not None else os.environ), start_new_session=True)
+                    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=proc_env,
+                                            start_new_session=True)
                 self.procs.append((name, proc, log))
         except BaseException:
             self.stop()
@@ -38,7 +40,7 @@ class ProcessGroup:
     def from_plan(cls, plan: Iterable[ProcessSpec], bin_dir: str | None, log_dir: Path,
                   env: Mapping[str, str] | None = None) -> "ProcessGroup":
         """The processes of a launch plan (`launch_plan.perception_plan`), as `ros2 launch` would start them."""
-        return cls([(spec.name, spec.to_command(bin_dir)) for spec in plan], log_dir, env)
+        return cls([(spec.name, spec.to_command(bin_dir), spec.env) for spec in plan], log_dir, env)
 
     def process(self, name: str) -> subprocess.Popen:
         return next(p for n, p, _ in self.procs if n == name)

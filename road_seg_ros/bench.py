@@ -196,7 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME=VALUE",
                         help="node parameter for the live runs (repeatable), e.g. qos.thermal.reliability=reliable")
     parser.add_argument("--dds-profile", default="", metavar="XML",
-                        help="Fast DDS profile for the live runs' processes (e.g. config/fastdds_large_images.xml)")
+                        help="Fast DDS profile of the live runs' processes: empty = the shipped one (as "
+                             "perception.launch.py), none = Fast DDS defaults, or a file")
     parser.add_argument("--duration", type=float, default=20.0, help="steady-state seconds per live run")
     parser.add_argument("--soak", type=float, default=0.0, metavar="MIN",
                         help="also run a memory soak this long (10 Hz 640x360) and print the node's RSS slope")

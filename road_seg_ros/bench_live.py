@@ -66,10 +66,8 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def ros_env(domain: int, cache_dir: str | None, dds_profile: str | None = None) -> dict[str, str]:
+def ros_env(domain: int, cache_dir: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    if dds_profile:
-        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(Path(dds_profile).resolve())
     env["ROS_DOMAIN_ID"] = str(domain)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if cache_dir:
@@ -163,9 +161,10 @@ def _start(listener: Listener, procs: ProcessGroup, timeout: float) -> str | Non
 
 
 def live_plan(checkpoint: str, backend: str, device: str, rate: float, sensor_size: tuple[int, int],
-              thermal_drop: float = 0.0, jitter_ms: float = 3.0, node_parameters: dict | None = None):
+              thermal_drop: float = 0.0, jitter_ms: float = 3.0, node_parameters: dict | None = None,
+              dds_profile: str | None = None):
     h, w = sensor_size
-    return perception_plan(model=checkpoint, with_sim=True,
+    return perception_plan(model=checkpoint, with_sim=True, dds_profile=dds_profile,
                            sim_parameters={"rate": float(rate), "width": w, "height": h, "loop_frames": 4,
                                            "publish_right": False, "seed": 5, "drop_rate.thermal": thermal_drop,
                                            "jitter_ms.thermal": jitter_ms, "jitter_ms.depth": jitter_ms},
@@ -178,14 +177,16 @@ def reception_run(checkpoint: str, backend: str, device: str, rate: float, durat
                   startup_timeout: float = 180.0) -> dict[str, Any]:
     """sim_sensors -> perception_node for `duration` s of steady state: where every left image went."""
     domain = random.randint(201, 230)
-    plan = live_plan(checkpoint, backend, device, rate, sensor_size, thermal_drop, node_parameters=node_parameters)
-    commands = [(spec.name, spec.to_command(find_bin_dir())) for spec in plan]
+    plan = live_plan(checkpoint, backend, device, rate, sensor_size, thermal_drop, node_parameters=node_parameters,
+                     dds_profile=dds_profile)
+    commands = [(spec.name, spec.to_command(find_bin_dir()), spec.env) for spec in plan]
     listener = Listener(domain)
     result: dict[str, Any] = {"rate_hz": rate, "sensor_size": list(sensor_size), "thermal_drop": thermal_drop,
-                              "node_parameters": node_parameters or {}, "dds_profile": dds_profile or "",
+                              "node_parameters": node_parameters or {},
+                              "dds_profile": plan[-1].env.get("FASTRTPS_DEFAULT_PROFILES_FILE", "none"),
                               "backend": backend, "device": device, "domain_id": domain}
     try:
-        with ProcessGroup(commands, log_dir, ros_env(domain, cache_dir, dds_profile)) as procs:
+        with ProcessGroup(commands, log_dir, ros_env(domain, cache_dir)) as procs:
             error = _start(listener, procs, startup_timeout)
             if error:
                 result["error"] = error
@@ -239,7 +240,7 @@ def soak_run(checkpoint: str, backend: str, device: str, minutes: float, warmup_
     """The node's RSS over `minutes` of sim_sensors at `rate`; slope after `warmup_minutes`, MiB per 10 min."""
     domain = random.randint(201, 230)
     plan = live_plan(checkpoint, backend, device, rate, sensor_size)
-    commands = [(spec.name, spec.to_command(find_bin_dir())) for spec in plan]
+    commands = [(spec.name, spec.to_command(find_bin_dir()), spec.env) for spec in plan]
     listener = Listener(domain)
     samples: list[tuple[float, float]] = []
     result: dict[str, Any] = {"minutes": minutes, "warmup_minutes": warmup_minutes, "rate_hz": rate,
@@ -285,7 +286,8 @@ def bare_receive_run(keys: Sequence[str], cfg, rate: float, sets: int, sensor_si
     out = log_dir / "bare_receive.json"
     subscriber = [sys.executable, "-m", "road_seg_ros.bench_subscriber", "--out", str(out), "--sets", str(sets),
                   "--timeout", str(120 + sets / rate), *topics]
-    with ProcessGroup([("sim_sensors", sim.to_command(find_bin_dir("sim_sensors"))), ("bare_subscriber", subscriber)],
+    with ProcessGroup([("sim_sensors", sim.to_command(find_bin_dir("sim_sensors")), sim.env),
+                       ("bare_subscriber", subscriber, sim.env)],
                       log_dir, ros_env(domain, None)) as procs:
         proc = procs.process("bare_subscriber")
         try:
@@ -307,7 +309,7 @@ def format_reception(runs: list[dict[str, Any]]) -> list[str]:
     for r in runs:
         h, w = r["sensor_size"]
         params = ",".join([f"{k}={v}" for k, v in r.get("node_parameters", {}).items()]
-                          + (["dds:" + Path(r["dds_profile"]).stem] if r.get("dds_profile") else []))[:27]
+                          + ([f"dds:{Path(r['dds_profile']).stem}"] if r.get("dds_profile") else []))[:27]
         head = f"{r['rate_hz']:>5g} {f'{w}x{h}':>9} {r['thermal_drop']:>7g} {params:<28}"
         if "error" in r:
             lines.append(head + "error: " + r["error"][:300])

@@ -24,8 +24,9 @@ import numpy as np
 from road_seg_core.bundled import resolve_model
 from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.image_codec import to_rgb8
+from road_seg_core.obstacle_metrics import ObstacleCounter
 from road_seg_core.reception import image_array
-from road_seg_core.sensor_spec import GT_TOPIC, Topics, stamp_ns
+from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC, Topics, stamp_ns
 from road_seg_core.visualize import compose
 
 OUTPUTS = {"labels": "/road_seg/labels"}
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
+    from std_msgs.msg import String
 
     from road_seg_core.launch_plan import perception_plan
     from road_seg_core.processes import ProcessGroup
@@ -105,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     camera: dict[int, np.ndarray] = {}  # the last CAMERA_KEEP left images, by stamp
     shown: dict[int, np.ndarray] = {}  # camera images of the first --save frames the node labelled
     diag: dict[str, str] = {}
+    condition: list[str] = []  # latest announced condition
+    condition_of: dict[int, str] = {}  # ground-truth stamp -> condition current when it arrived
 
     def keep(store: dict, limit: int = 400):
         def cb(msg) -> None:  # the node's outputs and ground truth, decoded as the node decodes its inputs
@@ -135,7 +139,20 @@ def run(args: argparse.Namespace) -> int:
                 with lock:
                     diag.update({kv.key: kv.value for kv in status.values})
 
-    node.create_subscription(Image, GT_TOPIC, keep(gt), qos)
+    def on_condition(msg) -> None:
+        with lock:
+            condition[:] = [str(msg.data)]
+
+    keep_gt = keep(gt)
+
+    def on_gt(msg) -> None:
+        keep_gt(msg)
+        with lock:
+            if condition:
+                condition_of[stamp_ns(msg)] = condition[0]
+
+    node.create_subscription(String, CONDITION_TOPIC, on_condition, qos)
+    node.create_subscription(Image, GT_TOPIC, on_gt, qos)
     node.create_subscription(Image, OUTPUTS["labels"], on_labels, qos)
     node.create_subscription(Image, Topics().left, on_camera, qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
@@ -162,8 +179,13 @@ def run(args: argparse.Namespace) -> int:
     with lock:
         matched = sorted(set(gt) & set(labels))
         cm = ConfusionMatrix()
+        obstacles = ObstacleCounter()
+        by_condition: dict[str, ObstacleCounter] = {}
         for s in matched:
             cm.update(labels[s], gt[s])
+            obstacles.update(labels[s], gt[s])
+            if s in condition_of:
+                by_condition.setdefault(condition_of[s], ObstacleCounter()).update(labels[s], gt[s])
         for i, (s, rgb) in enumerate(sorted(shown.items())):
             picture = compose(rgb, labels[s], gt.get(s), caption=f"demo frame {i}, stamp {s}")
             cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
@@ -178,6 +200,10 @@ def run(args: argparse.Namespace) -> int:
         "dropped_sets": _number(diag.get("dropped_sets")),
         "rejected_total": _number(diag.get("rejected_total")),
         "metrics": to_json(metrics),
+        # Misses and false alarms of the negative-obstacle mask (road_seg_core.obstacle_metrics); per condition when
+        # the simulator announces conditions on /sim/condition.
+        "obstacles": to_json(obstacles.compute()),
+        "obstacles_by_condition": {c: to_json(o.compute()) for c, o in sorted(by_condition.items())},
         "overlays": sorted(p.name for p in out.glob("overlay_*.png")),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -186,5 +212,8 @@ def run(args: argparse.Namespace) -> int:
           f"{per['drivable']['iou']:.3f}, positive obstacle {per['positive_obstacle']['iou']:.3f}, negative obstacle "
           f"{per['negative_obstacle']['iou']:.3f}; latency p50 {summary['latency_ms']['p50']} ms, p99 "
           f"{summary['latency_ms']['p99']} ms")
+    ob = summary["obstacles"]
+    print(f"demo: potholes found {ob['potholes_found']}/{ob['potholes']} by object; phantom pothole frames "
+          f"{ob['phantom_frames']}/{ob['clear_frames']} of the frames without a pothole")
     print(f"demo: overlays (camera | prediction | ground truth) and summary.json in {out.resolve()}")
     return 0 if matched else 1

@@ -12,7 +12,12 @@ day, night and fog) and prints:
 - negative-obstacle IoU without vs with depth (rgb vs rgb+depth);
 - positive-obstacle IoU at night without vs with thermal (rgb+depth vs rgb+depth+thermal);
 - mIoU lost when one sensor is down at test time, for the tri-modal model trained without and with
-  modality dropout.
+  modality dropout;
+- what the road-plane residual buys (rgb+depth+thermal vs rgb+depth+thermal+height, the height above the
+  road plane fitted to the depth; `road_seg_core.road_plane`), per condition: negative-obstacle IoU,
+  pothole recall by object (all, and nearer than 20 m), phantom-pothole frames, positive-obstacle IoU.
+
+    python -m road_seg_training.ablation --only rgb+depth+thermal rgb+depth+thermal+height   # the residual alone
 
 The synthetic scenes are built so that each modality carries something the
 others lack (potholes dip in depth but barely show in colour; people and cars
@@ -48,7 +53,10 @@ VARIANTS = (
     Variant("rgb+depth", ("rgb", "depth")),
     Variant("rgb+depth+thermal", ("rgb", "depth", "thermal")),
     Variant("rgb+depth+thermal+dropout", ("rgb", "depth", "thermal"), 0.3),
+    Variant("rgb+depth+thermal+height", ("rgb", "depth", "thermal", "height")),
 )
+#: Sensors that can be down at test time; "height" is derived from depth and goes with it.
+SENSORS = ("rgb", "depth", "disparity", "thermal")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,7 +110,8 @@ def train_variant(args: argparse.Namespace, variant: Variant) -> tuple[Path, flo
     if args.reuse and last.is_file():
         return last, 0.0
     started = time.perf_counter()
-    train(cfg, command="python -m road_seg_training.ablation " + " ".join(sys.argv[1:]))
+    # the ablation owns its variant folders: without --reuse it retrains them, as documented
+    train(cfg, command="python -m road_seg_training.ablation " + " ".join(sys.argv[1:]), overwrite=True)
     return last, time.perf_counter() - started
 
 
@@ -129,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = create_engine(path)
         entry = {"train_seconds": round(seconds, 1), "full": evaluate_scenes(engine, scenes)}
         if len(variant.modalities) > 1:
-            entry["removed"] = {m: evaluate_scenes(engine, scenes, drop=(m,)) for m in variant.modalities}
+            entry["removed"] = {m: evaluate_scenes(engine, scenes, drop=(m,)) for m in variant.modalities
+                                if m in SENSORS}
         results[variant.key] = entry
         print(f"  {variant.key}: mIoU {entry['full']['miou']:.3f} ({seconds:.0f} s training)", file=sys.stderr)
 
@@ -166,8 +176,23 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         base = results[key]["full"]["miou"]
         return {m: base - r["miou"] for m, r in results[key]["removed"].items()}
 
+    def residual(key: str) -> dict[str, Any] | None:
+        """Per condition: the obstacle figures the road-plane residual is meant to move."""
+        if key not in results:
+            return None
+        out = {}
+        for condition, entry in results[key]["full"]["by_condition"].items():
+            obstacles = entry.get("obstacles") or {}
+            out[condition] = {"negative_obstacle_iou": entry["iou"]["negative_obstacle"],
+                              "positive_obstacle_iou": entry["iou"]["positive_obstacle"],
+                              "pothole_recall": obstacles.get("pothole_recall"),
+                              "pothole_recall_near_20m": obstacles.get("pothole_recall_near_20m"),
+                              "phantom_frame_rate": obstacles.get("phantom_frame_rate")}
+        return out
+
     return {
-        "miou": {k: miou(k) for k in ("rgb", "rgb+depth", "rgb+depth+thermal", "rgb+depth+thermal+dropout")},
+        "miou": {k: miou(k) for k in ("rgb", "rgb+depth", "rgb+depth+thermal", "rgb+depth+thermal+dropout",
+                                      "rgb+depth+thermal+height")},
         "negative_obstacle_iou": {"without_depth": iou("rgb", "negative_obstacle"),
                                   "with_depth": iou("rgb+depth", "negative_obstacle"),
                                   "tri_modal": iou("rgb+depth+thermal", "negative_obstacle"),
@@ -180,6 +205,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "positive_obstacle_iou": {k: iou(k, "positive_obstacle") for k in ("rgb", "rgb+depth", "rgb+depth+thermal")},
         "miou_lost_when_removed": {"no_dropout": losses("rgb+depth+thermal"),
                                    "with_dropout": losses("rgb+depth+thermal+dropout")},
+        "road_plane_residual": {"without": residual("rgb+depth+thermal"),
+                                "with": residual("rgb+depth+thermal+height")},
     }
 
 
@@ -207,6 +234,17 @@ def format_summary(summary: dict[str, Any], results: dict[str, Any], budget: str
         if row:
             lines.append(f"  {label:<22}" + "".join(f"{row.get(mod, float('nan')):>8.3f}"
                                                      for mod in ("rgb", "depth", "thermal")))
+    plane = summary.get("road_plane_residual") or {}
+    if plane.get("without") or plane.get("with"):
+        lines += ["", "road-plane residual (rgb+depth+thermal without -> with height), per condition:",
+                  f"  {'condition':<10}{'neg IoU':>16}{'recall':>16}{'recall <20m':>16}{'phantom':>16}"
+                  f"{'pos IoU':>16}"]
+        without, with_ = plane.get("without") or {}, plane.get("with") or {}
+        keys = ("negative_obstacle_iou", "pothole_recall", "pothole_recall_near_20m", "phantom_frame_rate",
+                "positive_obstacle_iou")
+        for condition in sorted(set(without) | set(with_)):
+            a, b = without.get(condition, {}), with_.get(condition, {})
+            lines.append(f"  {condition:<10}" + "".join(f"{f(a.get(k)):>7} -> {f(b.get(k)):<6}" for k in keys))
     lines += ["", "per-class IoU (all conditions):"]
     for key, entry in results.items():
         per = entry["full"]["per_class"]

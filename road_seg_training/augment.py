@@ -27,7 +27,7 @@ import numpy as np
 from road_seg_core import depth as depth_ops
 
 #: Maps resampled with nearest neighbour (values that must not be blended).
-NEAREST = ("depth", "disparity", "target")
+NEAREST = ("depth", "disparity", "height", "target")
 
 
 @dataclass(frozen=True)

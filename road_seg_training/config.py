@@ -190,6 +190,17 @@ class TrainConfig:
     #: Per-class loss weights in the node's class order (background, drivable, positive, negative obstacle);
     #: empty = unweighted. Rare classes (negative obstacles are ~0.2 % of DRNO pixels) need weights > 1.
     class_weights: list[float] = field(default_factory=list)
+    #: Focal term (1 - p_allowed) ** gamma on each pixel's loss (0 = plain cross-entropy): easy road pixels
+    #: stop drowning the few hard ones (pothole rims, distant cones).
+    focal_gamma: float = 0.0
+    #: Hard-pixel mining: average the loss over only this share of each batch's labelled pixels, the ones with
+    #: the largest weighted loss (1 = all pixels).
+    hard_pixel_fraction: float = 1.0
+    #: Warm start: a road_seg checkpoint whose weights initialise every tensor of the same name and shape
+    #: (a new modality, a new input size or new fusion gates start fresh, or see init_streams). "" = none.
+    init_from: str = ""
+    #: Warm start of a new modality's stream from another modality's stream of `init_from`, e.g. {height: depth}.
+    init_streams: dict[str, str] = field(default_factory=dict)
     amp: bool = True  # mixed precision; CUDA only (ignored on CPU)
     #: BatchNorm running-statistics momentum while training (null keeps the backbone's). torchvision's MobileNetV3
     #: uses 0.01, whose running statistics need thousands of steps to settle: a short run would validate (and
@@ -219,6 +230,15 @@ class TrainConfig:
                                    or any(not w > 0 for w in self.class_weights)):
             problems.append(f"class_weights needs {self.model.num_classes} positive values "
                             f"({', '.join(self.model.class_names)}), got {self.class_weights}")
+        if not self.focal_gamma >= 0:
+            problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
+        if not 0 < self.hard_pixel_fraction <= 1:
+            problems.append(f"hard_pixel_fraction must be in (0, 1], got {self.hard_pixel_fraction}")
+        stray = sorted(set(self.init_streams) - set(self.model.modalities))
+        if stray:
+            problems.append(f"init_streams names {stray}, which are not model modalities {list(self.model.modalities)}")
+        if self.init_streams and not self.init_from:
+            problems.append("init_streams needs init_from (the checkpoint whose streams it copies)")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
             problems.append(f"bn_momentum must be in (0, 1] or null, got {self.bn_momentum}")
         if self.num_threads < 0:

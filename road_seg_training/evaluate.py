@@ -30,7 +30,8 @@ import numpy as np
 
 from road_seg_core import labels as L
 from road_seg_core.errors import UserError
-from road_seg_core.metrics import ConfusionMatrix
+from road_seg_core.metrics import ConfusionMatrix, to_json
+from road_seg_core.obstacle_metrics import ObstacleCounter, obstacle_convention
 from road_seg_training.split_eval import own_space, report, score_batches
 
 CONVENTION = {
@@ -83,20 +84,29 @@ def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
 
     pipeline = SegmentationPipeline(engine, preprocess)
     overall = ConfusionMatrix()
+    obstacles = ObstacleCounter()
     by_condition: dict[str, ConfusionMatrix] = {}
+    obstacles_by_condition: dict[str, ObstacleCounter] = {}
     latency = []
     for scene in scenes:
         frame = without_sensors(scene.frame, drop) if drop else scene.frame
         result = pipeline.run(frame)
         overall.update(result.masks.labels, scene.labels)
         by_condition.setdefault(scene.condition, ConfusionMatrix()).update(result.masks.labels, scene.labels)
+        depth_gt = scene.frame.extras.get("depth_gt")  # exact distances, for recall by distance
+        obstacles.update(result.masks.labels, scene.labels, depth_gt)
+        obstacles_by_condition.setdefault(scene.condition, ObstacleCounter()).update(
+            result.masks.labels, scene.labels, depth_gt)
         latency.append(sum(result.timings_ms.values()))
     if not latency:
         raise UserError("no frames to evaluate")
     out = report(overall)
-    out["by_condition"] = {c: _brief(report(cm)) for c, cm in sorted(by_condition.items())}
+    out["obstacles"] = to_json(obstacles.compute())
+    out["by_condition"] = {c: {**_brief(report(cm)), "obstacles": to_json(obstacles_by_condition[c].compute())}
+                           for c, cm in sorted(by_condition.items())}
     out["pipeline_ms_median"] = round(float(np.median(latency)), 2)
-    out["convention"] = {**CONVENTION, "label_space": "node (" + ", ".join(L.CLASS_NAMES) + ")",
+    out["convention"] = {**CONVENTION, **obstacle_convention(obstacles),
+                         "label_space": "node (" + ", ".join(L.CLASS_NAMES) + ")",
                          "scored_at": "camera resolution, after the pipeline's label upsampling"}
     return out
 

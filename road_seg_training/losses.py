@@ -33,10 +33,22 @@ class PartialLabelCrossEntropy(nn.Module):
     cross-entropy, and a broad set that merely *contains* a rare class (DRNO's
     "unlabeled" may be a vehicle) is not up-weighted as if it were that class.
     Returns 0 (with a graph) for a batch without labelled pixels.
+
+    `focal_gamma` > 0 multiplies each pixel's loss by ``(1 - p_allowed) ** gamma``
+    (focal loss), and `hard_pixel_fraction` < 1 keeps only that share of the
+    labelled pixels with the largest weighted loss (online hard-pixel mining):
+    both shift the gradient from the millions of easy road pixels to the rare
+    and ambiguous ones (pothole rims, far cones) without hand-tuned weights.
     """
 
-    def __init__(self, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, class_weights: Sequence[float] | None = None, focal_gamma: float = 0.0,
+                 hard_pixel_fraction: float = 1.0) -> None:
         super().__init__()
+        if not focal_gamma >= 0 or not 0 < hard_pixel_fraction <= 1:
+            raise ValueError(f"need focal_gamma >= 0 and 0 < hard_pixel_fraction <= 1, got {focal_gamma}, "
+                             f"{hard_pixel_fraction}")
+        self.focal_gamma = float(focal_gamma)
+        self.hard_pixel_fraction = float(hard_pixel_fraction)
         if class_weights is not None:
             weights = torch.as_tensor(list(class_weights), dtype=torch.float32)
             if weights.ndim != 1 or not torch.all(weights > 0):
@@ -60,16 +72,31 @@ class PartialLabelCrossEntropy(nn.Module):
         log_norm = torch.logsumexp(logits, dim=1)
         log_allowed = torch.logsumexp(logits.masked_fill(~allowed, float("-inf")), dim=1)
         pixel_loss = log_norm - log_allowed
+        if self.focal_gamma > 0:
+            pixel_loss = pixel_loss * (-torch.expm1(-pixel_loss)).clamp_min(0.0) ** self.focal_gamma
 
         if self.class_weights is None:
             weight = labelled.float()
         else:
             per_class = self.class_weights.to(logits.device).view(1, -1, 1, 1).expand_as(logits)
             weight = per_class.masked_fill(~allowed, float("inf")).amin(dim=1) * labelled.float()
+        if self.hard_pixel_fraction < 1:
+            weight = weight * self._hardest(pixel_loss.detach() * weight, labelled)
         total = weight.sum()
         if total <= 0:
             return logits.sum() * 0.0
         return (pixel_loss * weight).sum() / total
+
+
+    def _hardest(self, scores: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+        """1.0 for the `hard_pixel_fraction` share of labelled pixels with the highest `scores`, else 0.0."""
+        count = int(labelled.sum())
+        keep = max(1, int(round(count * self.hard_pixel_fraction)))
+        if count == 0 or keep >= count:
+            return labelled.float()
+        flat = scores.masked_fill(~labelled, float("-inf")).flatten()
+        threshold = torch.topk(flat, keep, sorted=False).values.min()
+        return ((scores >= threshold) & labelled).float()
 
 
 def class_weights_from_counts(counts: Sequence[float], power: float = 0.5, max_ratio: float = 50.0) -> list[float]:

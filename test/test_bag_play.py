@@ -144,7 +144,7 @@ def test_recorded_qos_bytes_timing_window_remap_and_clock(ros_domain, tmp_path):
         infos = {t: graph.get_publishers_info_by_topic(t) for t in ("/moved", "/latched", "/best_effort")}
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        assert collector.wait_for(lambda: collector.count("/moved") >= 8, 10), out + err
+        assert collector.wait_for(lambda: collector.count("/moved") >= 8, 60), out + err
         time.sleep(0.3)
     finally:
         collector.close()

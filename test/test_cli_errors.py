@@ -70,9 +70,12 @@ def test_input_size_not_a_multiple_of_32(tmp_path):
     assert_one_line_error(proc, "summary", "300 500", "32")
 
 
-def test_unknown_backend(tmp_path):
-    proc = road_seg("evaluate", "--dataset", "synthetic", "--frames", "1", "--backend", "foo", cwd=tmp_path)
-    assert_one_line_error(proc, "evaluate", "'foo'", "torch")
+@pytest.mark.parametrize("args, command", [
+    (("evaluate", "--dataset", "synthetic", "--frames", "1", "--backend", "foo"), "evaluate"),
+    (("bench", "--backends", "foo", "--no-live"), "bench"),
+])
+def test_unknown_backend(tmp_path, args, command):
+    assert_one_line_error(road_seg(*args, cwd=tmp_path), command, "torch", "onnxruntime")
 
 
 def test_no_such_run_to_resume(tmp_path):

@@ -42,6 +42,9 @@ def test_preprocess_config_carries_thermal_homography():
     (("rgb", "disparity"), "disparity", ("left", "disparity"), False),
     (("rgb", "disparity"), "stereo", ("left", "right"), False),
     (("rgb", "depth"), "stereo", ("left", "right"), True),
+    # "height" is derived from depth and needs the intrinsics for the road-plane fit.
+    (("rgb", "depth", "thermal", "height"), "depth", ("left", "depth", "thermal"), True),
+    (("rgb", "height"), "disparity", ("left", "disparity"), True),
 ])
 def test_node_subscribes_only_to_what_the_model_needs(modalities, source, keys, info):
     plan = plan_inputs(modalities, PerceptionConfig.from_flat({"depth_source": source}))

@@ -19,7 +19,7 @@ def test_close_wakes_a_waiting_worker():
     t = threading.Thread(target=lambda: got.append(slot.take()))
     t.start()
     slot.close()
-    t.join(timeout=2)
+    t.join(timeout=30)
     assert not t.is_alive() and got == [None]
 
 
@@ -35,13 +35,13 @@ def test_an_idle_worker_gets_two_sets_released_back_to_back():
     t = threading.Thread(target=worker)
     with slot._cond:  # hold the lock: the worker is waiting in take() but cannot run before both puts
         t.start()
-        started.wait(2)
+        started.wait(30)
     while True:  # until the worker is inside take()
         with slot._cond:
             if slot._waiting:
                 assert slot.put("first") is False and slot.put("second") is False
                 break
-    t.join(timeout=2)
+    t.join(timeout=30)
     assert got == ["first"] and slot.take(timeout=0.1) == "second" and slot.superseded == 0
     # a busy worker (nobody in take()): latest wins again
     assert slot.put(1) is False and slot.put(2) is True and slot.take(timeout=0.1) == 2

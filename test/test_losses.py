@@ -120,3 +120,29 @@ def test_class_weights_from_counts_favour_rare_classes():
     assert weights[3] > weights[2] > weights[1] > weights[0]
     assert sum(weights) / 4 == pytest.approx(1.0)
     assert class_weights_from_counts([10, 0])[1] == pytest.approx(class_weights_from_counts([10, 0])[0])
+
+
+def test_focal_term_matches_the_focal_loss_formula():
+    logits = _logits(5)
+    labels = torch.randint(0, 4, (2, 5, 6), generator=torch.Generator().manual_seed(6))
+    ours = PartialLabelCrossEntropy(focal_gamma=2.0)(logits, _single_bits(labels))
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    reference = ((1 - torch.exp(-ce)) ** 2 * ce).mean()
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_hard_pixel_mining_averages_the_hardest_share_only():
+    logits = _logits(7)
+    labels = torch.randint(0, 4, (2, 5, 6), generator=torch.Generator().manual_seed(8))
+    ours = PartialLabelCrossEntropy(hard_pixel_fraction=0.25)(logits, _single_bits(labels))
+    ce = F.cross_entropy(logits, labels, reduction="none").flatten()
+    keep = round(ce.numel() * 0.25)
+    assert ours.item() == pytest.approx(ce.topk(keep).values.mean().item(), rel=1e-5)
+    # Ignored pixels are never among the "hard" ones.
+    target = _single_bits(labels)
+    target[0] = 0
+    only_second = PartialLabelCrossEntropy(hard_pixel_fraction=0.5)(logits, target)
+    ce2 = F.cross_entropy(logits[1:], labels[1:], reduction="none").flatten()
+    assert only_second.item() == pytest.approx(ce2.topk(round(ce2.numel() * 0.5)).values.mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="hard_pixel_fraction"):
+        PartialLabelCrossEntropy(hard_pixel_fraction=0.0)

@@ -129,6 +129,33 @@ def test_node_refuses_a_bad_parameter_in_one_line(failed_starts, case):
     assert "Traceback" not in out + err
 
 
+def test_values_given_past_the_command_line_are_checked_when_the_node_declares_them(ros_domain):
+    """In-process overrides (a component container, a test) never pass main(): the declared values are checked."""
+    from rclpy.parameter import Parameter
+
+    from road_seg_core.input_plan import StartupError
+    from road_seg_ros.perception_node import PerceptionNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    try:
+        for override, message in ((Parameter("threads", value="abc"), "threads must be an integer, got 'abc'"),
+                                  (Parameter("sync.slop", value=1), None)):  # an integer is a fine double
+            try:
+                node = PerceptionNode(context=context,
+                                      parameter_overrides=[override, Parameter("model", value="/nope.pt")])
+            except StartupError as exc:
+                if message is None:
+                    assert "cannot load model" in str(exc)  # got past the parameters
+                else:
+                    assert str(exc).startswith(message) and "\n" not in str(exc)
+            else:
+                node.destroy_node()
+                pytest.fail("the node started with /nope.pt")
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
 def test_running_node_refuses_parameter_changes_instead_of_ignoring_them(tiny_checkpoint, ros_domain):
     exe = str(Path(sys.executable).parent / "perception_node")
     proc = subprocess.Popen([exe, "--ros-args", "-p", f"model:={tiny_checkpoint}"], stdout=subprocess.PIPE,

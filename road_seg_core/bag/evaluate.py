@@ -161,7 +161,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 if gt is not None:
                     gt = check_labels(gt, frame.size, f"for stamp {frame.stamp_ns} ({gt_source.description})")
                 board.add_frame(frame.stamp_ns, frame.rgb, replayed.result.masks.labels, gt,
-                                conditions.at(frame.stamp_ns) if conditions else None)
+                                conditions.at(frame.stamp_ns) if conditions else None, frame.depth)
                 if writer is not None:
                     writer.write(replayed)
                 if args.max_frames and frames >= args.max_frames:

@@ -19,6 +19,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from road_seg_core.bag.scoring import LATENCY_STAGES, Scoreboard, Tile  # noqa: E402
+from road_seg_core.obstacle_metrics import NEAR_M  # noqa: E402
 from road_seg_core.visualize import CAPTION_COLOR, bar_height, stack_rows, title_bar  # noqa: E402
 
 FIGURES = {"iou": "per_class_iou.png", "confusion": "confusion_matrix.png", "latency": "latency.png",
@@ -104,10 +105,11 @@ def latency_figure(board: Scoreboard) -> plt.Figure:
     ax.invert_yaxis()
     hi = max(float(d.max()) for d in data)
     lo = min(float(d.min()) for d in data)
-    ax.set_xlim(lo / 1.5, hi * 12)
-    for i, d in enumerate(data, start=1):
+    ax.set_xlim(lo / 1.5, hi * 1.5)
+    for i, d in enumerate(data, start=1):  # a column right of the axes: never over a box, never clipped
         p50, p99 = np.percentile(d, [50, 99])
-        ax.text(hi * 1.4, i, f"p50 {p50:.2f}  p99 {p99:.2f} ms", va="center", fontsize=7)
+        ax.text(1.02, i, f"p50 {p50:.2f}  p99 {p99:.2f} ms", va="center", fontsize=7,
+                transform=ax.get_yaxis_transform())
     ax.grid(axis="x", which="both", alpha=0.25)
     ax.set_xlabel("milliseconds per frame (log scale; box: quartiles, whiskers: 1st-99th percentile)")
     ax.set_title(f"Latency per stage ({len(data[0])} frames)")
@@ -154,6 +156,27 @@ def write_report(out_dir: Path, metrics: dict[str, Any], board: Scoreboard) -> l
     return written
 
 
+NEAR = f"{NEAR_M:g}"
+
+
+def _share(counts: dict[str, Any], numerator: str, denominator: str) -> str:
+    """"0.125 (1/8)" from two counts; "n/a" when the denominator is 0 or missing."""
+    total = counts.get(denominator) or 0
+    return f"{counts[numerator] / total:.3f} ({counts[numerator]}/{total})" if total else "n/a"
+
+
+def _obstacle_lines(obstacles: dict[str, Any] | None) -> list[str]:
+    """The false-alarm / miss paragraph under the accuracy table."""
+    if not obstacles:
+        return []
+    return [f"Negative obstacles by object: phantom frames {_share(obstacles, 'phantom_frames', 'clear_frames')} "
+            "(frames whose ground truth has no pothole but the prediction shows a pothole blob larger than "
+            f"{obstacles['min_blob_fraction']:g} of the image); pothole recall "
+            f"{_share(obstacles, 'potholes_found', 'potholes')} (ground-truth potholes any predicted pothole pixel "
+            f"overlaps), nearer than {NEAR} m {_share(obstacles, 'near_potholes_found', 'near_potholes')} "
+            f"(distance from the bag's depth; {obstacles['potholes_without_depth']} potholes without depth).", ""]
+
+
 def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     bag, model, counts = metrics["bag"], metrics["model"], metrics["counts"]
     thr = metrics["throughput"]
@@ -181,16 +204,22 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
             lines.append(f"| {name} | {_fmt(row['iou'])} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | "
                          f"{_fmt(row['f1'])} | {row['support']} |")
         lines.append("")
+        lines += _obstacle_lines(acc.get("obstacles"))
         if "iou" in figures:
             lines += [f"![per-class IoU]({figures['iou']})", "", f"![confusion matrix]({figures['confusion']})", ""]
     conds = metrics.get("per_condition") or {}
     if conds:
         names = list(next(iter(conds.values()))["per_class"])
         lines += ["## Per condition", "", "| condition | frames | mIoU | obstacle IoU | "
-                  + " | ".join(f"{n} IoU" for n in names) + " |", "|---" * (4 + len(names)) + "|"]
+                  + " | ".join(f"{n} IoU" for n in names) + " | phantom frames | pothole recall | "
+                  f"recall < {NEAR}m |", "|---" * (7 + len(names)) + "|"]
         for cond, m in conds.items():
+            ob = m.get("obstacles") or {}
             lines.append(f"| {cond} | {m['frames']} | {_fmt(m['miou'])} | {_fmt(m['obstacle_iou'])} | "
-                         + " | ".join(_fmt(m["per_class"][n]["iou"]) for n in names) + " |")
+                         + " | ".join(_fmt(m["per_class"][n]["iou"]) for n in names)
+                         + f" | {_share(ob, 'phantom_frames', 'clear_frames')} | "
+                           f"{_share(ob, 'potholes_found', 'potholes')} | "
+                           f"{_share(ob, 'near_potholes_found', 'near_potholes')} |")
         lines.append("")
     lat = metrics.get("latency_ms") or {}
     if lat:

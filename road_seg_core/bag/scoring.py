@@ -15,6 +15,7 @@ import numpy as np
 
 from road_seg_core import labels as L
 from road_seg_core.metrics import ConfusionMatrix
+from road_seg_core.obstacle_metrics import ObstacleCounter
 from road_seg_core.visualize import compose_small
 
 LATENCY_STAGES = ("decode", "convert", "preprocess", "model", "postprocess", "total")
@@ -71,6 +72,8 @@ class Scoreboard:
         self.class_names = tuple(class_names)
         self.overall = ConfusionMatrix(len(class_names), class_names)
         self.by_condition: dict[str, ConfusionMatrix] = {}
+        self.obstacles = ObstacleCounter()
+        self.obstacles_by_condition: dict[str, ObstacleCounter] = {}
         self.frames_by_condition: dict[str, int] = {}
         self.latency: dict[str, list[float]] = {s: [] for s in LATENCY_STAGES}
         self.frame_scores: list[tuple[int, float]] = []  # (left stamp, frame mIoU)
@@ -86,17 +89,27 @@ class Scoreboard:
                 self.latency[stage].append(float(timings_ms[stage]))
 
     def add_frame(self, stamp_ns: int, rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray | None,
-                  condition: str | None) -> None:
-        """Score one frame's full-resolution labels against its ground truth (None: not scored)."""
+                  condition: str | None, depth: np.ndarray | None = None) -> None:
+        """Score one frame's full-resolution labels against its ground truth (None: not scored).
+
+        `depth` (metres, any resolution; the bag's measured depth) gives each
+        ground-truth pothole its distance for the near-pothole recall.
+        """
         if gt is None:
             self.without_gt += 1
             return
         self.overall.update(pred, gt)
+        if depth is not None and depth.shape != gt.shape:
+            depth = cv2.resize(np.asarray(depth, np.float32), (gt.shape[1], gt.shape[0]),
+                               interpolation=cv2.INTER_NEAREST)
+        self.obstacles.update(pred, gt, depth)
         if condition is not None:
             if condition not in self.by_condition:
                 self.by_condition[condition] = ConfusionMatrix(len(self.class_names), self.class_names)
+                self.obstacles_by_condition[condition] = ObstacleCounter()
                 self.frames_by_condition[condition] = 0
             self.by_condition[condition].update(pred, gt)
+            self.obstacles_by_condition[condition].update(pred, gt, depth)
             self.frames_by_condition[condition] += 1
         frame_cm = ConfusionMatrix(len(self.class_names), self.class_names)
         frame_cm.update(pred, gt)
@@ -134,13 +147,16 @@ class Scoreboard:
         return sorted((t for _, _, t in self._best if t.stamp_ns not in shown), reverse=True)
 
     def accuracy(self) -> dict[str, Any] | None:
-        return summarize(self.overall) if self.evaluated else None
+        if not self.evaluated:
+            return None
+        return {**summarize(self.overall), "obstacles": self.obstacles.compute()}
 
     def per_condition(self) -> dict[str, Any]:
         out = {}
         for name in sorted(self.by_condition):
             entry = {"frames": self.frames_by_condition[name]}
             entry.update(summarize(self.by_condition[name]))
+            entry["obstacles"] = self.obstacles_by_condition[name].compute()
             out[name] = entry
         return out
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from road_seg_core.atomic import atomic_write_bytes
 from road_seg_core.export.onnx_format import DEFAULT_OPSET, METADATA_KEY, OUTPUT_NAME, ExportError, onnx_metadata
-from road_seg_core.models.config import MODALITY_CHANNELS, OUTPUT_STRIDE
+from road_seg_core.models.config import MODALITY_CHANNELS, MODALITY_RANGES, OUTPUT_STRIDE
 
 #: Parity thresholds: |Δlogits| <= atol + rtol * max|logits|, and argmax labels agreeing on >= 99.9 % of pixels.
 PARITY_ATOL = 1e-4
@@ -178,7 +178,7 @@ def sensor_like_inputs(modalities: tuple[str, ...], size: tuple[int, int], batch
     rng = np.random.default_rng(seed)
     h, w = size
     ramp = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None] * np.ones((1, w), np.float32)
-    ranges = {"rgb": 255.0, "depth": 40.0, "disparity": 64.0, "thermal": 1.0}
+    ranges = MODALITY_RANGES
     out = {}
     for m in modalities:
         c = MODALITY_CHANNELS[m]

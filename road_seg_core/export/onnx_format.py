@@ -31,7 +31,8 @@ OUTPUT_NAME = "logits"
 LABELS_NAME = "labels"
 
 _UNITS = {"rgb": "RGB 0..255", "depth": "metres, 0 = no data", "disparity": "pixels at input width, 0 = no data",
-          "thermal": "(0, 1], 0 = no data"}
+          "thermal": "(0, 1], 0 = no data",
+          "height": "metres above a datum 1 m below the fitted road plane, 0 = no data"}
 
 
 class ExportError(RuntimeError):

@@ -16,6 +16,7 @@ from road_seg_core.models.config import (
     FUSIONS,
     MODALITIES,
     MODALITY_CHANNELS,
+    MODALITY_RANGES,
     OUTPUT_STRIDE,
     ModalityNorm,
     ModelConfig,
@@ -32,7 +33,8 @@ _TORCH_EXPORTS = {
 }
 
 __all__ = [
-    "DEFAULT_NORMS", "DEPTH_LIKE", "ENCODERS", "FUSIONS", "MODALITIES", "MODALITY_CHANNELS", "OUTPUT_STRIDE",
+    "DEFAULT_NORMS", "DEPTH_LIKE", "ENCODERS", "FUSIONS", "MODALITIES", "MODALITY_CHANNELS", "MODALITY_RANGES",
+    "OUTPUT_STRIDE",
     "ModalityNorm", "ModelConfig", *_TORCH_EXPORTS,
 ]
 

@@ -14,8 +14,12 @@ from typing import Any, Mapping
 from road_seg_core import labels
 
 #: Channel count of every modality tensor the network accepts, in canonical order.
-MODALITY_CHANNELS: dict[str, int] = {"rgb": 3, "depth": 1, "disparity": 1, "thermal": 1}
+#: "height" is derived from depth in preprocessing: metres above a datum 1 m below the fitted road plane
+#: (road_seg_core.road_plane), so a pothole reads < 1, a kerb > 1 and 0 still means "no data".
+MODALITY_CHANNELS: dict[str, int] = {"rgb": 3, "depth": 1, "disparity": 1, "thermal": 1, "height": 1}
 MODALITIES: tuple[str, ...] = tuple(MODALITY_CHANNELS)
+#: Upper end of each modality's values in sensor units (for plausible example and benchmark inputs).
+MODALITY_RANGES: dict[str, float] = {"rgb": 255.0, "depth": 40.0, "disparity": 64.0, "thermal": 1.0, "height": 3.0}
 #: Depth and disparity carry the same geometry; a model takes at most one of them.
 DEPTH_LIKE: tuple[str, ...] = ("depth", "disparity")
 
@@ -56,12 +60,13 @@ class ModalityNorm:
 
 
 #: Defaults: ImageNet statistics for rgb (so pretrained backbones see what they expect),
-#: depth up to 40 m, disparity up to 64 px, thermal already in (0, 1].
+#: depth up to 40 m, disparity up to 64 px, thermal already in (0, 1], height centred on the road.
 DEFAULT_NORMS: dict[str, ModalityNorm] = {
     "rgb": ModalityNorm(255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "depth": ModalityNorm(40.0, (0.5,), (0.5,)),
     "disparity": ModalityNorm(64.0, (0.5,), (0.5,)),
     "thermal": ModalityNorm(1.0, (0.5,), (0.5,)),
+    "height": ModalityNorm(1.0, (1.0,), (0.3,)),  # (code - 1) / 0.3 = residual height / 0.3 m
 }
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from road_seg_core.models.config import MODALITY_CHANNELS, OUTPUT_STRIDE, ModalityNorm, ModelConfig
+from road_seg_core.models.config import MODALITY_CHANNELS, MODALITY_RANGES, OUTPUT_STRIDE, ModalityNorm, ModelConfig
 from road_seg_core.models.decoder import FPNDecoder
 from road_seg_core.models.encoders import STAGE_STRIDES, EncoderStream, build_encoder
 from road_seg_core.models.fusion import build_fusion
@@ -136,11 +136,10 @@ class FusionSegNet(nn.Module):
         """Plausible random inputs in `modalities` order (for export tracing, benchmarks and tests)."""
         height, width = input_size or self.config.input_size
         generator = torch.Generator().manual_seed(0)
-        ranges = {"rgb": 255.0, "depth": 40.0, "disparity": 64.0, "thermal": 1.0}
         tensors = []
         for m in self.modalities:
             shape = (batch_size, MODALITY_CHANNELS[m], height, width)
-            x = torch.rand(shape, generator=generator) * ranges[m]
+            x = torch.rand(shape, generator=generator) * MODALITY_RANGES[m]
             if MODALITY_CHANNELS[m] == 1:  # some invalid pixels, as real sensors have
                 x = x * (torch.rand(shape, generator=generator) > 0.1)
             tensors.append(x.to(device))

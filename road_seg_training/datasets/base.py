@@ -42,10 +42,12 @@ METRES = "metres"
 PIXELS = "pixels_at_input_width"
 RELATIVE_0_255 = "relative_0_255"
 UNIT_INTERVAL = "unit_interval"
+#: road_seg_core.road_plane.encode_height: metres above a datum 1 m below the road plane, 0 = none.
+HEIGHT_ABOVE_DATUM = "metres_above_road_datum"
 
 #: `ModalityNorm.scale` that brings each unit to about 0..1 (metres: 40 m range; pixels: 64 px at input width).
 SUGGESTED_SCALES: dict[str, float] = {RGB_0_255: 255.0, METRES: 40.0, PIXELS: 64.0, RELATIVE_0_255: 255.0,
-                                      UNIT_INTERVAL: 1.0}
+                                      UNIT_INTERVAL: 1.0, HEIGHT_ABOVE_DATUM: 1.0}
 
 
 @dataclass

@@ -23,10 +23,12 @@ Options:
   drive_stride stream frames (at 15 fps) between two samples of a drive (default 6, about 5 m at 12 m/s)
   depth_source "depth" (default), "disparity" (disparity computed from the rendered depth, as a ZED
               disparity topic) or "stereo" (SGBM on the rendered pair; slower, most realistic)
-  preprocess  a PreprocessConfig or its dict (overrides depth_source when it sets one)
+  preprocess  a PreprocessConfig or its dict (overrides depth_source when it sets one; `road_plane` takes the
+              RoadPlaneConfig fields of the "height" input's plane fit)
   cache       keep preprocessed samples in memory (about 15 bytes per input pixel per frame)
 
-Units: rgb 0..255, depth metres, disparity pixels at the input width, thermal (0, 1].
+Units: rgb 0..255, depth metres, disparity pixels at the input width, thermal (0, 1], height metres above a
+datum 1 m below the road plane fitted to the depth (`road_seg_core.road_plane`).
 """
 from __future__ import annotations
 
@@ -40,9 +42,10 @@ from road_seg_core import depth as depth_ops
 from road_seg_core import synthetic
 from road_seg_core.preprocess import PreprocessConfig, Preprocessor
 from road_seg_core.thermal import ThermalConfig
+from road_seg_core.road_plane import RoadPlaneConfig
 from road_seg_training import label_sets
-from road_seg_training.datasets.base import (METRES, PIXELS, RGB_0_255, UNIT_INTERVAL, DatasetError, RawSample,
-                                    SegmentationDataset)
+from road_seg_training.datasets.base import (HEIGHT_ABOVE_DATUM, METRES, PIXELS, RGB_0_255, UNIT_INTERVAL,
+                                             DatasetError, RawSample, SegmentationDataset)
 
 SPLIT_SEED_OFFSETS = {"train": 0, "val": 1_000_000, "validation": 1_000_000, "test": 2_000_000}
 #: Drive seeds sit this far above the split's scene seeds (see the `drive_frames` option).
@@ -60,6 +63,8 @@ def _preprocess_config(preprocess: PreprocessConfig | Mapping[str, Any] | None, 
         values["thermal"] = ThermalConfig(**values["thermal"])
     if isinstance(values.get("sgbm"), Mapping):
         values["sgbm"] = depth_ops.SgbmConfig(**values["sgbm"])
+    if isinstance(values.get("road_plane"), Mapping):
+        values["road_plane"] = RoadPlaneConfig(**values["road_plane"])
     return PreprocessConfig(**values)
 
 
@@ -67,9 +72,10 @@ class SyntheticDataset(SegmentationDataset):
     """Rendered scenes (see module docstring); `root` is unused and may be None."""
 
     name = "synthetic"
-    provides = ("rgb", "depth", "disparity", "thermal")
+    provides = ("rgb", "depth", "disparity", "thermal", "height")
     needs_root = False
-    units = {"rgb": RGB_0_255, "depth": METRES, "disparity": PIXELS, "thermal": UNIT_INTERVAL}
+    units = {"rgb": RGB_0_255, "depth": METRES, "disparity": PIXELS, "thermal": UNIT_INTERVAL,
+             "height": HEIGHT_ABOVE_DATUM}
     eval_space = label_sets.NODE_SPACE
     OPTIONS = ("augment_config", "modality_dropout", "dropout_modalities", "ignore_modalities", "frames", "seed",
                "conditions", "render_size", "depth_source", "preprocess", "cache", "drive_share", "drive_frames",
@@ -141,6 +147,7 @@ class SyntheticDataset(SegmentationDataset):
             # What a ZED disparity topic carries: fx * B / Z at the camera's resolution.
             disparity = depth_ops.depth_to_disparity(frame.depth, frame.intrinsics.fx, frame.intrinsics.baseline_m)
             frame = dataclasses.replace(frame, disparity=disparity)
+        self.preprocessor.reset()  # independent samples: no road plane carried over from another frame
         inputs = self.preprocessor(frame)
         maps: dict[str, np.ndarray] = {}
         for modality, tensor in inputs.items():

@@ -40,4 +40,5 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
 
 
 def build_loss(cfg: TrainConfig, device: torch.device) -> nn.Module:
-    return PartialLabelCrossEntropy(class_weights=cfg.class_weights or None).to(device)
+    return PartialLabelCrossEntropy(class_weights=cfg.class_weights or None, focal_gamma=cfg.focal_gamma,
+                                    hard_pixel_fraction=cfg.hard_pixel_fraction).to(device)

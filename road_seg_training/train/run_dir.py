@@ -54,14 +54,14 @@ class RunFolder:
         self._created: Path | None = None
 
     def __enter__(self) -> "RunFolder":
+        if not self.is_main:  # rank 0 alone decides (others may look after it wrote); torchrun ends them if it fails
+            return self
         check_output_dir(self.out, "--out")
         present = holds_run(self.out)
         resuming_here = self.resume is not None and _same_run(self.resume, self.out)
         if present and not resuming_here and not self.overwrite:
             raise UserError(f"--out {self.out} already holds a run ({', '.join(present)}); continue it with "
                             f"--resume {self.out}, train into a new --out, or pass --overwrite to replace it")
-        if not self.is_main:
-            return self
         if present and self.overwrite and not resuming_here:
             for name in present:
                 target = self.out / name

@@ -85,7 +85,12 @@ class Trainer:
 
         seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
         self.model_cfg = cfg.model
-        model = build_model(cfg.model).to(self.device)
+        model = build_model(cfg.model)
+        if cfg.init_from:
+            from road_seg_training.warm_start import warm_start
+
+            self.warm_start = warm_start(model, cfg.init_from, cfg.init_streams)
+        model = model.to(self.device)
         if cfg.bn_momentum is not None:  # not saved in checkpoints: affects training statistics only
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):

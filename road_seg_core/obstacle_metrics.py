@@ -1,0 +1,147 @@
+"""Object-level obstacle metrics: phantom potholes on a clear road, and potholes found one by one.
+
+IoU alone hides both things a planner cares about. A model that paints a small
+orange blob on every clear road scores a fine IoU on a drive with large potholes
+but brakes for nothing all day; a model that finds the big near pothole and
+misses three small ones loses little IoU. Per frame this module counts
+
+* phantom frames: the ground truth has no negative obstacle (no pothole pixel)
+  but the prediction has a connected negative-obstacle blob of more than
+  `min_area_fraction` of the image;
+* pothole recall by object: connected components of ground-truth negative
+  obstacle (8-connected), each found when at least one predicted negative
+  obstacle pixel overlaps it; also only for objects nearer than `near_m`
+  (median ground-truth depth of the object's pixels) when depth is given.
+
+`ObstacleCounter` accumulates over frames (and merges, like ConfusionMatrix);
+`compute()` returns plain JSON-able numbers, NaN where nothing was counted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from road_seg_core import labels as L
+
+#: A predicted blob must cover more than this share of the image to make a phantom frame
+#: (46 px at 1280x720, 12 px at 640x360): single stray pixels at a label edge are not an alarm.
+MIN_AREA_FRACTION = 5e-5
+#: Potholes nearer than this (metres) are the ones a car must not miss.
+NEAR_M = 20.0
+
+
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, label image, stats rows x, y, w, h, area) of a bool mask's 8-connected components (no background)."""
+    count, label_image, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return count - 1, label_image, stats[1:]
+
+
+@dataclass
+class ObstacleCounter:
+    """Phantom frames and per-object pothole recall over any number of frames."""
+
+    negative_class: int = L.NEGATIVE_OBSTACLE
+    ignore_index: int = L.IGNORE
+    min_area_fraction: float = MIN_AREA_FRACTION
+    near_m: float = NEAR_M
+    frames: int = 0
+    clear_frames: int = 0  # frames whose ground truth has no negative obstacle
+    phantom_frames: int = 0
+    objects: int = 0
+    objects_found: int = 0
+    near_objects: int = 0
+    near_found: int = 0
+    #: Ground-truth objects whose distance was unknown (no depth given, or no valid depth on them).
+    objects_without_depth: int = 0
+
+    def update(self, pred: np.ndarray, target: np.ndarray, depth: np.ndarray | None = None) -> dict[str, int]:
+        """Count one frame (label maps of equal shape; `depth` in metres, same shape, 0/NaN/inf = unknown).
+
+        Returns this frame's counts ({"phantom": 0/1, "objects": n, "found": k}).
+        Pixels whose ground truth is `ignore_index` neither make a frame clear
+        nor belong to an object, and predictions there are not counted.
+        """
+        pred, target = np.asarray(pred), np.asarray(target)
+        if pred.shape != target.shape or pred.ndim != 2:
+            raise ValueError(f"need 2-D prediction and target of one shape, got {pred.shape} and {target.shape}")
+        if depth is not None and np.shape(depth) != target.shape:
+            raise ValueError(f"depth shape {np.shape(depth)} != target shape {target.shape}")
+        scored = target != self.ignore_index
+        truth = target == self.negative_class
+        predicted = (pred == self.negative_class) & scored
+        self.frames += 1
+        frame = {"phantom": 0, "objects": 0, "found": 0}
+        if not truth.any():
+            self.clear_frames += 1
+            if predicted.any():
+                count, _, stats = _components(predicted)
+                if count and int(stats[:, cv2.CC_STAT_AREA].max()) > self.min_area_fraction * target.size:
+                    self.phantom_frames += 1
+                    frame["phantom"] = 1
+            return frame
+        count, label_image, stats = _components(truth)
+        hit = np.zeros(count + 1, bool)
+        hit[np.unique(label_image[predicted & truth])] = True
+        found = hit[1:]
+        self.objects += count
+        self.objects_found += int(found.sum())
+        frame.update(objects=count, found=int(found.sum()))
+        if depth is None:
+            self.objects_without_depth += count
+            return frame
+        distance = self._object_depths(label_image, stats[:, :4], np.asarray(depth, np.float64))
+        known = np.isfinite(distance)
+        self.objects_without_depth += int((~known).sum())
+        near = known & (distance < self.near_m)
+        self.near_objects += int(near.sum())
+        self.near_found += int((near & found).sum())
+        return frame
+
+    @staticmethod
+    def _object_depths(label_image: np.ndarray, boxes: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Median valid depth of each object (NaN without any valid depth), looked up inside its bounding box."""
+        out = np.full(len(boxes), np.nan)
+        for i, (x, y, w, h) in enumerate(boxes):
+            window = depth[y:y + h, x:x + w]
+            values = window[(label_image[y:y + h, x:x + w] == i + 1) & np.isfinite(window) & (window > 0)]
+            if values.size:
+                out[i] = float(np.median(values))
+        return out
+
+    def merge(self, other: "ObstacleCounter") -> None:
+        for name in ("frames", "clear_frames", "phantom_frames", "objects", "objects_found", "near_objects",
+                     "near_found", "objects_without_depth"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def compute(self) -> dict[str, Any]:
+        """Shares (NaN when their denominator is 0) and the raw counts behind them."""
+        def share(numerator: int, denominator: int) -> float:
+            return numerator / denominator if denominator else math.nan
+
+        return {
+            "phantom_frame_rate": share(self.phantom_frames, self.clear_frames),
+            "pothole_recall": share(self.objects_found, self.objects),
+            f"pothole_recall_near_{self.near_m:g}m": share(self.near_found, self.near_objects),
+            "frames": self.frames, "clear_frames": self.clear_frames, "phantom_frames": self.phantom_frames,
+            "potholes": self.objects, "potholes_found": self.objects_found,
+            "near_potholes": self.near_objects, "near_potholes_found": self.near_found,
+            "potholes_without_depth": self.objects_without_depth,
+            "min_blob_fraction": self.min_area_fraction,
+        }
+
+
+def obstacle_convention(counter: ObstacleCounter | None = None) -> dict[str, str]:
+    """What the obstacle numbers mean, for metrics files and reports."""
+    counter = counter or ObstacleCounter()
+    return {
+        "phantom_frame_rate": "share of frames without ground-truth negative obstacle in which the prediction has an "
+                              f"8-connected negative-obstacle blob larger than {counter.min_area_fraction:g} of the "
+                              "image",
+        "pothole_recall": "share of ground-truth negative-obstacle objects (8-connected components) that at least "
+                          "one predicted negative-obstacle pixel overlaps",
+        f"pothole_recall_near_{counter.near_m:g}m": f"the same for objects whose median depth is < {counter.near_m:g} m",
+    }

@@ -1,0 +1,100 @@
+"""Phantom frames and pothole recall by object on hand-made ground truth with known answers."""
+import math
+
+import numpy as np
+import pytest
+
+from road_seg_core import labels as L
+from road_seg_core.obstacle_metrics import ObstacleCounter
+
+H, W = 60, 100  # 6000 px: the default phantom blob threshold is 5e-5 * 6000 = 0.3 px, so any blob counts
+
+
+def road() -> np.ndarray:
+    out = np.full((H, W), L.DRIVABLE, np.uint8)
+    out[:20] = L.BACKGROUND
+    return out
+
+
+def test_phantom_frames_count_only_clear_frames_with_a_large_enough_blob():
+    counter = ObstacleCounter(min_area_fraction=10 / (H * W))  # blobs of more than 10 px
+    clear = road()
+    expected_phantoms = 0
+    # 1) clear road, clear prediction
+    counter.update(clear.copy(), clear)
+    # 2) clear road, a 4x5 = 20 px phantom pothole -> phantom
+    pred = clear.copy()
+    pred[40:44, 10:15] = L.NEGATIVE_OBSTACLE
+    counter.update(pred, clear)
+    expected_phantoms += 1
+    # 3) clear road, scattered single pixels (each blob 1 px, 12 px in all) -> not a phantom
+    pred = clear.copy()
+    pred[30:54:2, 50] = L.NEGATIVE_OBSTACLE
+    counter.update(pred, clear)
+    # 4) clear road, two 3x3 blobs that touch diagonally (8-connected: one 18 px blob) -> phantom
+    pred = clear.copy()
+    pred[30:33, 30:33] = L.NEGATIVE_OBSTACLE
+    pred[33:36, 33:36] = L.NEGATIVE_OBSTACLE
+    counter.update(pred, clear)
+    expected_phantoms += 1
+    # 5) a frame with a real pothole and a false blob elsewhere: not a clear frame, so not a phantom frame
+    truth = clear.copy()
+    truth[50:55, 70:80] = L.NEGATIVE_OBSTACLE
+    pred = clear.copy()
+    pred[30:40, 10:20] = L.NEGATIVE_OBSTACLE
+    counter.update(pred, truth)
+    # 6) a phantom blob only where the ground truth is ignored -> not counted
+    ignored = clear.copy()
+    ignored[40:50, 40:50] = L.IGNORE
+    pred = clear.copy()
+    pred[40:50, 40:50] = L.NEGATIVE_OBSTACLE
+    counter.update(pred, ignored)
+    out = counter.compute()
+    assert out["frames"] == 6 and out["clear_frames"] == 5
+    assert out["phantom_frames"] == expected_phantoms == 2
+    assert out["phantom_frame_rate"] == pytest.approx(2 / 5)
+
+
+def test_pothole_recall_by_object_and_by_distance():
+    counter = ObstacleCounter(near_m=20.0)
+    truth = road()
+    depth = np.full((H, W), 30.0, np.float32)
+    # Four potholes: two near (depth 8 m, 15 m), two far (25 m, 40 m); the prediction finds the 8 m and 40 m ones.
+    boxes = [((25, 30), (10, 20), 8.0), ((25, 30), (40, 50), 15.0), ((40, 45), (10, 20), 25.0),
+             ((40, 45), (60, 70), 40.0)]
+    for (r0, r1), (c0, c1), z in boxes:
+        truth[r0:r1, c0:c1] = L.NEGATIVE_OBSTACLE
+        depth[r0:r1, c0:c1] = z
+    depth[25, 40] = 0.0  # a hole in the depth does not change an object's median distance
+    pred = road()
+    pred[27, 15] = L.NEGATIVE_OBSTACLE  # one pixel inside the 8 m pothole is enough
+    pred[40:45, 60:62] = L.NEGATIVE_OBSTACLE  # part of the 40 m one
+    pred[50:52, 90:95] = L.NEGATIVE_OBSTACLE  # a false blob touches no object
+    frame = counter.update(pred, truth, depth)
+    assert frame == {"phantom": 0, "objects": 4, "found": 2}
+    # A second frame without depth: its one pothole (found) counts overall only.
+    truth2 = road()
+    truth2[30:33, 30:40] = L.NEGATIVE_OBSTACLE
+    counter.update(truth2.copy(), truth2)
+    out = counter.compute()
+    assert out["potholes"] == 5 and out["potholes_found"] == 3
+    assert out["pothole_recall"] == pytest.approx(3 / 5)
+    assert out["near_potholes"] == 2 and out["near_potholes_found"] == 1
+    assert out["pothole_recall_near_20m"] == pytest.approx(0.5)
+    assert out["potholes_without_depth"] == 1
+    assert out["clear_frames"] == 0 and math.isnan(out["phantom_frame_rate"])
+
+
+def test_merge_adds_counts_and_bad_shapes_are_refused():
+    a, b = ObstacleCounter(), ObstacleCounter()
+    clear = road()
+    pred = clear.copy()
+    pred[40:45, 10:20] = L.NEGATIVE_OBSTACLE
+    a.update(pred, clear)
+    b.update(clear.copy(), clear)
+    a.merge(b)
+    assert a.compute()["phantom_frames"] == 1 and a.compute()["clear_frames"] == 2
+    with pytest.raises(ValueError, match="shape"):
+        a.update(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
+    with pytest.raises(ValueError, match="depth shape"):
+        a.update(clear, clear, np.zeros((4, 4), np.float32))
