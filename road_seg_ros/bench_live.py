@@ -96,6 +96,7 @@ class Listener:
         self.sim: list[tuple[float, dict[str, str]]] = []
         self.node.create_subscription(Image, OUT_TOPIC, self._on_mask, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.node.create_subscription(DiagnosticArray, "/sim/published", self._on_diag, 50)  # sim_sensors
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
