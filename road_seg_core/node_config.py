@@ -68,13 +68,15 @@ class SyncOffsets:
     thermal: float = 0.0
 
 
-SYNC_POLICIES = ("left", "approximate")
+SYNC_POLICIES = ("left", "approximate", "message_filters")
 
 
 @dataclass
 class SyncSettings:
     #: "left": every left image gets a set, inputs that do not join in time are absent (road_seg_core.left_sync);
-    #: "approximate": message_filters' ApproximateTimeSynchronizer rule, a set only when every input matches.
+    #: "approximate": message_filters' ApproximateTimeSynchronizer rule, a set only when every input matches;
+    #: "message_filters": the real ROS 2 message_filters package runs that rule (road_seg_core.mf_sync; needs it
+    #: installed; no offsets, sensor_timeout 0).
     policy: str = "left"
     queue_size: int = 10
     slop: float = 0.05  # seconds; a ZED at 60 Hz and a Boson at 30 Hz need about half a Boson period
@@ -101,6 +103,19 @@ class SyncSettings:
             raise ValueError(f"slop must be > 0 s, got {self.slop}")
         if not self.sensor_timeout >= 0:
             raise ValueError(f"sensor_timeout must be >= 0 s, got {self.sensor_timeout}")
+        if self.policy == "message_filters":
+            self._check_message_filters()
+
+    def _check_message_filters(self) -> None:
+        """message_filters has neither per-input offsets nor a sensor timeout: refuse them rather than ignore them."""
+        if self.sensor_timeout != 0:
+            raise ValueError(f"sensor_timeout must be 0 when sync.policy is message_filters (it waits for every "
+                             f"input and has no timeout), got {self.sensor_timeout:g}")
+        for f in fields(self.offsets):
+            value = getattr(self.offsets, f.name)
+            if value != 0:
+                raise ValueError(f"offsets.{f.name} must be 0 when sync.policy is message_filters (it has no "
+                                 f"per-input offsets), got {value:g}")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from road_seg_core.frames import SensorFrame, StereoIntrinsics
 from road_seg_core.image_codec import ImageFormatError, decode_image
 from road_seg_core.input_plan import InputPlan, InputRejected
 from road_seg_core.left_sync import LeftDrivenSynchronizer
+from road_seg_core.mf_sync import MessageFiltersSynchronizer, load_message_filters
 from road_seg_core.node_config import PerceptionConfig
 from road_seg_core.sensor_spec import CameraInfoError, check_camera_info, disparity_intrinsics, \
     intrinsics_from_camera_info, stamp_ns
@@ -40,7 +41,14 @@ def image_array(msg: Any) -> np.ndarray:
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
-Synchronizer = LeftDrivenSynchronizer | ApproximateTimeSynchronizer | TolerantSynchronizer
+Synchronizer = LeftDrivenSynchronizer | ApproximateTimeSynchronizer | TolerantSynchronizer | MessageFiltersSynchronizer
+
+
+def check_sync_policy(cfg: PerceptionConfig) -> None:
+    """StartupError (one line) when the configured policy cannot run here (message_filters not installed): callers
+    check before loading a model, so the user hears it at once."""
+    if cfg.sync.policy == "message_filters":
+        load_message_filters()
 
 
 def build_synchronizer(plan: InputPlan, cfg: PerceptionConfig,
@@ -49,13 +57,16 @@ def build_synchronizer(plan: InputPlan, cfg: PerceptionConfig,
 
     `sync.policy` "left" (default): `LeftDrivenSynchronizer`, a set per left image. "approximate":
     message_filters' rule; with `sync.sensor_timeout` > 0 inputs other than the left may go down without
-    stopping the output (`TolerantSynchronizer`).
+    stopping the output (`TolerantSynchronizer`). "message_filters": the real package runs that rule
+    (`mf_sync.MessageFiltersSynchronizer`; StartupError where it is not installed).
     """
     offsets = [float(getattr(cfg.sync.offsets, k)) for k in plan.keys]
     s = cfg.sync
     if s.policy == "left":
         return LeftDrivenSynchronizer(plan.keys, s.slop, offsets, max_wait_s=s.max_wait, stamp_window_s=s.stamp_window,
                                       sensor_timeout_s=s.sensor_timeout, queue_size=s.queue_size, on_reject=on_reject)
+    if s.policy == "message_filters":  # the configuration has refused offsets and a sensor timeout
+        return MessageFiltersSynchronizer(len(plan.sync_inputs), s.queue_size, s.slop, on_reject=on_reject)
     sync = ApproximateTimeSynchronizer(len(plan.sync_inputs), cfg.sync.queue_size, cfg.sync.slop, offsets)
     if cfg.sync.sensor_timeout <= 0 or len(plan.keys) == 1:
         return sync
@@ -155,8 +166,12 @@ class Reception:
         return sets
 
     def _sync_rejected(self, index: int, item: Received, reason: str) -> None:
-        self.reject(item.topic, reason, f"stamp {item.decoded.stamp_ns} ns is more than {self.cfg.sync.stamp_window:g} s "
-                                        "from the left image clock")
+        stamp = item.decoded.stamp_ns
+        if stamp < 0:
+            detail = f"stamp {stamp} ns is before 1970"
+        else:
+            detail = f"stamp {stamp} ns is more than {self.cfg.sync.stamp_window:g} s from the left image clock"
+        self.reject(item.topic, reason, detail)
 
     def flush(self) -> list[SyncedSet]:
         """Release the sets still waiting (the end of a bag); the left policy only, others hold none."""

@@ -38,7 +38,7 @@ from road_seg_core.input_plan import InputPlan, InputRejected, StartupError, pla
 from road_seg_core.node_args import ArgumentError, check_ros_arguments
 from road_seg_core.node_config import NODE_NAME, PerceptionConfig
 from road_seg_core.pipeline import SegmentationPipeline
-from road_seg_core.reception import Reception, SyncedSet
+from road_seg_core.reception import Reception, SyncedSet, check_sync_policy
 from road_seg_core.sensor_spec import stamp_ns
 from road_seg_core.telemetry import NodeStats
 from road_seg_ros.conversions import array_to_image, image_to_array
@@ -55,6 +55,7 @@ class PerceptionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.cfg = self._read_parameters()
+        check_sync_policy(self.cfg)  # before the model loads: message_filters missing is one FATAL line at once
         try:
             model_path = resolve_model(self.cfg.model)
             self.engine = create_engine(model_path, backend=self.cfg.backend, device=self.cfg.device,
@@ -77,7 +78,7 @@ class PerceptionNode(Node):
         self.reception = Reception(self.plan, self.cfg,
                                    decode_pixels=functools.partial(image_to_array, use_cv_bridge=self.cfg.use_cv_bridge),
                                    stats=self.stats, on_reject=self._log_reject)
-        self.sync_impl = "road_seg_core"
+        self.sync_impl = getattr(self.reception.sync, "implementation", "road_seg_core")
         self._down_logged: tuple[str, ...] = ()
         self._down_log_time = -1e9
         # Sensor down / back is reported through this node's logger (throttled), not the synchroniser's own log.

@@ -60,6 +60,7 @@ from road_seg_core.bag.groundtruth import DirGroundTruth, GroundTruthError, chec
 from road_seg_core.bag.outbag import MaskBagWriter
 from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC
 from road_seg_core.bag.replay import BagReplay
+from road_seg_core.reception import check_sync_policy
 from road_seg_core.bag.report import write_report
 from road_seg_core.bag.scoring import Scoreboard
 from road_seg_core.node_config import PerceptionConfig
@@ -123,6 +124,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     try:
         cfg = PerceptionConfig.from_yaml(params)
     except (FileNotFoundError, ValueError) as exc:
+        raise EvalError(f"--params {params}: {exc}") from None
+    try:
+        check_sync_policy(cfg)
+    except StartupError as exc:
         raise EvalError(f"--params {params}: {exc}") from None
     if args.gt_dir and not Path(args.gt_dir).is_dir():
         raise EvalError(f"ground truth directory not found: {args.gt_dir}")
