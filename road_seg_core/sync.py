@@ -1,8 +1,8 @@
 """Approximate-time synchronisation of N timestamped streams, without ROS.
 
-The node falls back to this when `message_filters` is not installed, and the
-bag evaluator uses it offline, so live and offline runs pair sensor data the
-same way. Matching follows ROS 2 `message_filters`' Python
+This is the `approximate` policy of the node, the bag evaluator and the
+benchmarks (`reception.build_synchronizer`), so live and offline runs pair
+sensor data the same way. Matching follows ROS 2 `message_filters`' Python
 `ApproximateTimeSynchronizer`; what this class adds is per-input latency
 offsets, recovery from time jumping backwards, counters for diagnostics, and a
 search that stays cheap with many inputs.

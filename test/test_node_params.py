@@ -35,11 +35,22 @@ PARAMS = str(config_dir() / "perception.yaml")
     ("qos.thermal.reliability", "sometimes", "qos.thermal.reliability must be reliable or best_effort"),
     ("device", "gpu", "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     ("min_depth", 50.0, "min_depth and max_depth must satisfy 0 <= min_depth < max_depth, got 50 and 40"),
+    ("sync.policy", "message_filters", "sync.sensor_timeout must be 0 when sync.policy is message_filters"),
 ])
 def test_each_rule_names_the_parameter_and_the_value(name, value, message):
     with pytest.raises(ValueError) as err:
         PerceptionConfig.from_flat({name: value})
     assert str(err.value).startswith(message)
+
+
+def test_message_filters_refuses_offsets_it_does_not_have():
+    with pytest.raises(ValueError) as err:
+        PerceptionConfig.from_flat({"sync.policy": "message_filters", "sync.sensor_timeout": 0,
+                                    "sync.offsets.thermal": -0.03})
+    assert str(err.value).startswith("sync.offsets.thermal must be 0 when sync.policy is message_filters")
+    assert "got -0.03" in str(err.value)
+    assert PerceptionConfig.from_flat({"sync.policy": "message_filters", "sync.sensor_timeout": 0}).sync.policy \
+        == "message_filters"
 
 
 def test_good_values_pass_and_an_integer_is_a_fine_double():
