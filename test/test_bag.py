@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -272,9 +273,16 @@ def _policy(cfg: PerceptionConfig, policy: str, **sync) -> PerceptionConfig:
     return dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, policy=policy, **sync))
 
 
-def test_sync_drops_sets_whose_thermal_was_dropped(tmp_path, node_cfg, pipeline):
-    """The approximate (message_filters) policy: a left image whose thermal was lost gets no set."""
-    node_cfg = _policy(node_cfg, "approximate")
+@pytest.mark.parametrize("policy", ["approximate", "message_filters"])
+def test_sync_drops_sets_whose_thermal_was_dropped(tmp_path, node_cfg, pipeline, policy, monkeypatch):
+    """The approximate policy and the real message_filters (rosbags messages through it): a left image whose
+    thermal was lost gets no set."""
+    if policy == "message_filters":
+        overlay = Path(__file__).resolve().parent.parent.parent / "shared" / "ros2_overlay"
+        if overlay.is_dir():  # after a ROS install's own packages
+            monkeypatch.setattr(sys, "path", [*sys.path, str(overlay)])
+        pytest.importorskip("message_filters")
+    node_cfg = _policy(node_cfg, policy, sensor_timeout=0.0)
     bag = tmp_path / "dropping"
     assert _sim(bag, "mcap", "--drop-rate", "thermal=0.4", "--jitter-ms", "thermal=5,depth=2") == 0
     msgs_by_topic: dict[str, list[int]] = {}
