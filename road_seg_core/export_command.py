@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_engine(args: argparse.Namespace, checkpoint: Path, size: tuple[int, int] | None) -> int:
     from road_seg_core.engines.base import EngineError
-    from road_seg_core.engines import tensorrt_engine as trt_engine
+    from road_seg_core.engines import tensorrt_build as trt_engine
 
     if args.max_batch > 1 and not args.dynamic:
         raise UserError(f"--max-batch {args.max_batch} needs --dynamic")

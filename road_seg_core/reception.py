@@ -161,7 +161,10 @@ class Reception:
     def flush(self) -> list[SyncedSet]:
         """Release the sets still waiting (the end of a bag); the left policy only, others hold none."""
         flush = getattr(self.sync, "flush", None)
-        return [SyncedSet(self.plan.keys, tuple(m)) for m in flush()] if flush else []
+        sets = [SyncedSet(self.plan.keys, tuple(m)) for m in flush()] if flush else []
+        with self.stats.lock:
+            self.stats.synchronised += len(sets)
+        return sets
 
     def _decode(self, key: str, topic: str, msg: Any, stamp: int) -> DecodedInput:
         image = msg.image if key == "disparity" else msg

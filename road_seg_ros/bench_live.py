@@ -96,6 +96,7 @@ class Listener:
         self.sim: list[tuple[float, dict[str, str]]] = []
         self.node.create_subscription(Image, OUT_TOPIC, self._on_mask, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.node.create_subscription(DiagnosticArray, "/sim/published", self._on_diag, 50)  # sim_sensors
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -107,8 +108,10 @@ class Listener:
             self.masks.append((msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, arrival))
 
     def _on_diag(self, msg) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # when the sender counted (wall clock)
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
+            values["_stamp"] = str(stamp)
             with self.lock:
                 if status.name.endswith("road_seg: perception"):
                     self.diagnostics.append((time.monotonic(), values))
@@ -210,7 +213,10 @@ def reception_run(checkpoint: str, backend: str, device: str, rate: float, durat
 
     with listener.lock:
         latencies = [(arrival - stamp) / 1e6 for stamp, arrival in listener.masks if t_start <= arrival <= t_end]
-    sent_left = delta(s0, s1, "published.left")
+    # The two processes count at different instants (up to a second apart): bring sim_sensors' left count to the
+    # instant of the node's snapshot (it publishes left images at `rate`), so the share is not off by a second.
+    sent_left = delta(s0, s1, "published.left") + rate * ((_num(n1, "_stamp") - _num(s1, "_stamp"))
+                                                         - (_num(n0, "_stamp") - _num(s0, "_stamp")))
     received_left = delta(n0, n1, "left_images")
     synced = delta(n0, n1, "synchronised_sets")
     superseded = delta(n0, n1, "dropped_sets")

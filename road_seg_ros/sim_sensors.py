@@ -24,6 +24,9 @@ from stereo_msgs.msg import DisparityImage
 from road_seg_core.sensor_spec import DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, scene_messages
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.conversions import camera_info, sensor_image_message
+
+#: diagnostic_msgs/DiagnosticArray once a second: messages published so far per input (`published.<input>`).
+PUBLISHED_TOPIC = "/sim/published"
 from road_seg_ros.node_exit import end_process, interrupt_once
 
 
@@ -90,8 +93,9 @@ class SimSensors(Node):
         self.sent = 0
         self.published = {key: 0 for key in ("left",) + JITTERED}
         self.timer = self.create_timer(1.0 / self.rate, self._tick)
-        # What was published, per input, once a second: benchmarks count losses between here and the node.
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # What was published, per input, once a second (on its own topic, so /diagnostics stays the node's):
+        # benchmarks count losses between here and the node.
+        self.pub_diag = self.create_publisher(DiagnosticArray, PUBLISHED_TOPIC, 10)
         self.create_timer(1.0, self._publish_counts)
         self.get_logger().info(f"publishing {width}x{height} synthetic ZED + Boson at {self.rate:g} Hz "
                                f"({'live' if self.stream else f'{count} frames looped'})")

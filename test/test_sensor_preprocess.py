@@ -86,6 +86,17 @@ def test_missing_sensors_float_thermal_holes_and_stereo_on_the_host(scenes):
                                       frame)["disparity"])
 
 
+def test_derived_height_input_is_computed_on_the_host_and_uploaded(scenes):
+    modalities = ("rgb", "depth", "height")
+    host, device = Preprocessor(modalities, (96, 160)), SensorPreprocessor(modalities, (96, 160), device="cpu")
+    assert device.host_modalities == ("height",)
+    for frame in scenes:  # the same sequence: the road-plane trackers behind both see the same frames
+        expected, actual = host(frame), device(frame)
+        np.testing.assert_array_equal(actual["height"].numpy(), expected["height"])
+        assert actual["height"].any()
+    device.reset()
+
+
 def test_bundled_model_labels_are_the_same_with_preprocessing_on_the_engine(tmp_path):
     """The demo model at its 192x320 on 1280x720 scenes: host (OpenCV) vs engine-side (torch) preprocessing,
     through the torch engine and through onnxruntime fed by address."""

@@ -13,7 +13,8 @@ import torch
 
 from road_seg_core.engines import create_engine
 from road_seg_core.engines.base import EngineError
-from road_seg_core.engines.tensorrt_engine import calibration_shapes, precision_flags, profile_shapes, set_input_shape
+from road_seg_core.engines.tensorrt_build import calibration_shapes, precision_flags, profile_shapes
+from road_seg_core.engines.tensorrt_engine import set_input_shape
 from road_seg_core.export.engine_cache import engine_filename, engine_key, sidecar_path
 from road_seg_core.export.exporter import sensor_like_inputs
 from tiny_models import TINY, save_calibrated
@@ -151,7 +152,7 @@ def test_tensorrt_is_imported_after_torch():
                     raise ImportError("no tensorrt here")
         sys.meta_path.insert(0, Probe())
         from road_seg_core.engines.base import EngineError
-        from road_seg_core.engines.tensorrt_engine import require_tensorrt
+        from road_seg_core.engines.tensorrt_build import require_tensorrt
         assert "torch" not in sys.modules, "the module must not import torch itself at import time"
         try:
             require_tensorrt("cuda")
@@ -167,7 +168,7 @@ def test_tensorrt_is_imported_after_torch():
 def test_fp16_on_tensorrt_11_needs_modelopt_autocast_only(tmp_path, monkeypatch):
     import onnx
 
-    from road_seg_core.engines import tensorrt_engine
+    from road_seg_core.engines import tensorrt_build
 
     source = tmp_path / "in.onnx"
     graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
@@ -185,9 +186,9 @@ def test_fp16_on_tensorrt_11_needs_modelopt_autocast_only(tmp_path, monkeypatch)
     for name, module in (("modelopt", types.ModuleType("modelopt")), ("modelopt.onnx", types.ModuleType("m.o")),
                          ("modelopt.onnx.autocast", autocast), ("modelopt.onnx.quantization", None)):
         monkeypatch.setitem(sys.modules, name, module)  # quantization unimportable: fp16 must not need it
-    out = tensorrt_engine._convert_for_strong_typing(source, "fp16", None, tmp_path / "out.fp16.onnx")
+    out = tensorrt_build._convert_for_strong_typing(source, "fp16", None, tmp_path / "out.fp16.onnx")
     assert out.is_file() and calls == [(str(source), "fp16", True)]
     with pytest.raises(EngineError) as error:
-        tensorrt_engine._convert_for_strong_typing(source, "int8", [{"x": np.zeros(1, np.float32)}],
+        tensorrt_build._convert_for_strong_typing(source, "int8", [{"x": np.zeros(1, np.float32)}],
                                                    tmp_path / "out.int8.onnx")
     assert "without its [onnx] extra" in str(error.value) and "nvidia-modelopt[onnx]'" not in str(error.value)

@@ -14,8 +14,9 @@ on the device.
 Differences to the OpenCV path are resampling round-off only: OpenCV rounds
 the resized colour image to uint8 (here it stays float, <= 0.5 apart) and
 warps with 1/32-pixel fixed-point coordinates (here float). Inputs this module
-has no device implementation for (SGBM stereo, derived inputs) are computed
-by `Preprocessor` on the CPU for those modalities alone and uploaded.
+has no device implementation for (SGBM stereo; the "height" input, whose road-plane fit
+from depth and intrinsics is a stateful CPU algorithm) are computed by `Preprocessor` on the CPU for those
+modalities alone and uploaded.
 """
 from __future__ import annotations
 
@@ -100,6 +101,11 @@ class SensorPreprocessor:
             else:
                 raise ValueError(f"unknown modality {name!r}")
         return out
+
+    def reset(self) -> None:
+        """Forget per-drive state (the road-plane fit behind the host-computed "height" input)."""
+        if self._host is not None:
+            self._host.reset()
 
     # -- per modality -------------------------------------------------------------------------------------------
     def rgb(self, rgb: np.ndarray) -> Tensor:
