@@ -64,8 +64,19 @@ def test_device_inputs_equal_the_host_inputs(scenes, config):
         for name in ALL:
             a, b = expected[name].astype(np.float32), actual[name].numpy()
             assert a.shape == b.shape, name
-            assert np.abs(a - b).max() <= (0.5 + 1e-4 if name == "rgb" else 1e-4 * max(1.0, np.abs(a).max())), name
+            assert np.abs(a - b).max() <= _tolerance(name, config, a), name
             assert np.array_equal(a > 0, b > 0) or name == "rgb", f"{name}: validity differs"
+
+
+def _tolerance(name: str, config: PreprocessConfig, host: np.ndarray) -> float:
+    if name == "rgb":
+        return 0.5 + 1e-4  # OpenCV rounds colour to uint8
+    warped = config.thermal.homography != ThermalConfig().homography
+    if name == "thermal" and warped and int(cv2.__version__.split(".")[0]) < 5:
+        # OpenCV 4.x warps with 5-bit fixed-point bilinear weights (1/32 px): the host thermal can be off by up to
+        # a 1/32 share of one pixel step, where OpenCV 5 and torch interpolate in floating point.
+        return 1.0 / 32
+    return 1e-4 * max(1.0, float(np.abs(host).max()))
 
 
 def test_missing_sensors_float_thermal_holes_and_stereo_on_the_host(scenes):
