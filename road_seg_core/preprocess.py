@@ -45,6 +45,14 @@ class MissingInputError(ValueError):
     """A frame lacks what the configured depth source needs (e.g. no intrinsics to turn depth into disparity)."""
 
 
+def frame_intrinsics(frame: SensorFrame):
+    """The frame's camera intrinsics; depth<->disparity conversion cannot go on without them."""
+    if frame.intrinsics is None:
+        raise MissingInputError("converting between depth and disparity needs camera intrinsics "
+                                "(left and right camera_info); none were received for this frame")
+    return frame.intrinsics
+
+
 class Preprocessor:
     """Builds the model's input dict for one frame: {modality: (1, C, H, W) array}.
 
@@ -113,8 +121,8 @@ class Preprocessor:
             disparity = self._disparity_at_input(frame)
             if disparity is None:
                 return None
-            fx = self._intrinsics(frame).scaled(self.input_size[1], self.input_size[0]).fx
-            depth = depth_ops.disparity_to_depth(disparity, fx, self._intrinsics(frame).baseline_m)
+            fx = frame_intrinsics(frame).scaled(self.input_size[1], self.input_size[0]).fx
+            depth = depth_ops.disparity_to_depth(disparity, fx, frame_intrinsics(frame).baseline_m)
         return depth_ops.sanitize(depth, cfg.min_depth_m, cfg.max_depth_m)[0]
 
     def disparity_px(self, frame: SensorFrame) -> np.ndarray | None:
@@ -124,7 +132,7 @@ class Preprocessor:
             if frame.depth is None:
                 return None
             depth = self._resize_nearest(frame.depth)
-            intr = self._intrinsics(frame)
+            intr = frame_intrinsics(frame)
             fx = intr.scaled(self.input_size[1], self.input_size[0]).fx
             disparity = depth_ops.depth_to_disparity(depth, fx, intr.baseline_m)
         else:
@@ -175,13 +183,6 @@ class Preprocessor:
         if image.shape[:2] == (h, w):
             return image
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
-
-    @staticmethod
-    def _intrinsics(frame: SensorFrame):
-        if frame.intrinsics is None:
-            raise MissingInputError("converting between depth and disparity needs camera intrinsics "
-                                    "(left and right camera_info); none were received for this frame")
-        return frame.intrinsics
 
     def _one_channel(self, name: str, image: np.ndarray | None) -> np.ndarray:
         if image is None:

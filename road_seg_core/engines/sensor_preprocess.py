@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from road_seg_core.frames import SensorFrame
-from road_seg_core.preprocess import MissingInputError, PreprocessConfig, Preprocessor
+from road_seg_core.preprocess import PreprocessConfig, Preprocessor, frame_intrinsics
 from road_seg_core.thermal import MIN_VALUE, _view_coverage, resize_homography
 
 # Same bounds as road_seg_core.depth.sanitize: smallest normal float32 and the largest float32.
@@ -124,7 +124,7 @@ class SensorPreprocessor:
             if frame.disparity is None:
                 return None
             disparity = self._disparity_at_input(frame)
-            intr = self._intrinsics(frame)
+            intr = frame_intrinsics(frame)
             fx = intr.scaled(self.input_size[1], self.input_size[0]).fx
             depth = _reciprocal_scaled(disparity, fx * intr.baseline_m)
         return _sanitize(depth, cfg.min_depth_m, cfg.max_depth_m)
@@ -133,7 +133,7 @@ class SensorPreprocessor:
         if self.config.depth_source == "depth":
             if frame.depth is None:
                 return None
-            intr = self._intrinsics(frame)
+            intr = frame_intrinsics(frame)
             fx = intr.scaled(self.input_size[1], self.input_size[0]).fx
             disparity = _reciprocal_scaled(self._nearest(self._upload(frame.depth, torch.float32)),
                                            fx * intr.baseline_m)
@@ -219,13 +219,6 @@ class SensorPreprocessor:
             self._tables[key] = (torch.from_numpy(grid.astype(np.float32)).to(self.device),
                                  torch.from_numpy(np.array(coverage)).to(self.device))
         return self._tables[key]
-
-    @staticmethod
-    def _intrinsics(frame: SensorFrame):
-        if frame.intrinsics is None:
-            raise MissingInputError("converting between depth and disparity needs camera intrinsics "
-                                    "(left and right camera_info); none were received for this frame")
-        return frame.intrinsics
 
     def _one_channel(self, image: Tensor | None) -> Tensor:
         return self._zeros.clone() if image is None else image.to(torch.float32)[None, None].contiguous()
