@@ -62,10 +62,13 @@ def iou_figure(board: Scoreboard) -> plt.Figure:
     return fig
 
 
-def plot_iou(board: Scoreboard, path: Path) -> None:
-    fig = iou_figure(board)
+def _save(fig, path: Path) -> None:
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_iou(board: Scoreboard, path: Path) -> None:
+    _save(iou_figure(board), path)
 
 
 def plot_confusion(board: Scoreboard, path: Path) -> None:
@@ -118,9 +121,7 @@ def latency_figure(board: Scoreboard) -> plt.Figure:
 
 
 def plot_latency(board: Scoreboard, path: Path) -> None:
-    fig = latency_figure(board)
-    fig.savefig(path)
-    plt.close(fig)
+    _save(latency_figure(board), path)
 
 
 def plot_montage(worst: list[Tile], best: list[Tile], path: Path) -> None:

@@ -105,17 +105,21 @@ def _ground_band(scene: CompiledScene, cam: Camera, rays: RayBlock
     return t, m, sh, xg, zg
 
 
-def _cast_potholes(scene: CompiledScene, cam: Camera, rays: Rays, view: View) -> None:
-    ox, oy, oz = cam.origin
+def _ground_rois(items, cam: Camera, rays: Rays):
+    """(item, image ROI) for each ground item in view, the ROI clipped to the rows where the ground starts."""
     r0 = rays.first_ground_row
-    rois = box_rois(cam, np.array([ph.corners for ph in scene.potholes]).reshape(-1, 8, 3))
-    for ph, roi in zip(scene.potholes, rois):
+    rois = box_rois(cam, np.array([item.corners for item in items]).reshape(-1, 8, 3))
+    for item, roi in zip(items, rois):
         if roi is None:
             continue
         rows = slice(max(roi[0].start, r0), roi[0].stop)
-        if rows.start >= rows.stop:
-            continue
-        roi = (rows, roi[1])
+        if rows.start < rows.stop:
+            yield item, (rows, roi[1])
+
+
+def _cast_potholes(scene: CompiledScene, cam: Camera, rays: Rays, view: View) -> None:
+    ox, oy, oz = cam.origin
+    for ph, roi in _ground_rois(scene.potholes, cam, rays):
         mat = view.mat[roi]
         on_road = (mat >= Materials.ROAD) & (mat <= Materials.MARK_YELLOW)
         if not on_road.any():
@@ -159,15 +163,7 @@ def _cast_potholes(scene: CompiledScene, cam: Camera, rays: Rays, view: View) ->
 
 def _cast_shadows(scene: CompiledScene, cam: Camera, rays: Rays, view: View) -> None:
     """Darken the ground under vehicles (contact shadow: no sun, reduced sky light)."""
-    r0 = rays.first_ground_row
-    rois = box_rois(cam, np.array([sd.corners for sd in scene.shadows]).reshape(-1, 8, 3))
-    for sd, roi in zip(scene.shadows, rois):
-        if roi is None:
-            continue
-        rows = slice(max(roi[0].start, r0), roi[0].stop)
-        if rows.start >= rows.stop:
-            continue
-        roi = (rows, roi[1])
+    for sd, roi in _ground_rois(scene.shadows, cam, rays):
         ex, ez = view.ground_x[roi] - _f32(sd.x), view.ground_z[roi] - _f32(sd.z)
         lx, lz = sd.cos * ex - sd.sin * ez, sd.sin * ex + sd.cos * ez
         under = (np.abs(lx) < sd.a) & (np.abs(lz) < sd.b) & (view.mat[roi] <= Materials.OFFROAD)

@@ -74,13 +74,7 @@ def build_dataset(name: str, root: str | None, split: str, modalities: Sequence[
     ``ignore_modalities`` (feed as zeros although present). Raises DatasetError
     for unknown names/options and layout problems.
     """
-    if name == "auto":
-        if root is None:
-            raise DatasetError("dataset 'auto' needs a root folder to detect the layout from")
-        name = detect_layout(root)
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or 'auto')")
-    cls = DATASETS[name]
+    name, cls = resolve_dataset(name, root)
     unknown = sorted(set(options) - set(cls.OPTIONS))
     if unknown:
         raise DatasetError(f"unknown option(s) {unknown} for dataset {name!r}; accepted: {', '.join(cls.OPTIONS)}")
@@ -149,12 +143,17 @@ def dataset_options(name: str) -> tuple[str, ...]:
     return DATASETS[name].OPTIONS
 
 
-def declared_units(name: str, root: str | None) -> dict[str, str]:
-    """modality -> unit of everything dataset `name` (at `root`) can deliver, before reading a frame."""
+def resolve_dataset(name: str, root: str | None) -> tuple[str, type]:
+    """The dataset's name and loader class ("auto": the layout detected under `root`)."""
     if name == "auto":
         if root is None:
             raise DatasetError("dataset 'auto' needs a root folder to detect the layout from")
         name = detect_layout(root)
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or 'auto')")
-    return DATASETS[name].declared_units(root)
+    return name, DATASETS[name]
+
+
+def declared_units(name: str, root: str | None) -> dict[str, str]:
+    """modality -> unit of everything dataset `name` (at `root`) can deliver, before reading a frame."""
+    return resolve_dataset(name, root)[1].declared_units(root)
