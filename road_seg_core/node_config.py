@@ -125,6 +125,7 @@ class PerceptionConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = ""  # "" = the backend's default (fp16 on CUDA); fp32 | fp16 | int8 (tensorrt)
     threads: int = 0  # CPU inference threads (torch, onnxruntime); 0 = the library's default
+    preprocess_threads: int = 1  # OpenCV threads for the per-frame host work; 0 = OpenCV's default (all cores)
     build_only: bool = False  # build/cache the engine (e.g. TensorRT) and exit: prebuild on the car
     depth_source: str = "depth"  # depth | disparity | stereo
     min_depth: float = 0.3
@@ -142,6 +143,8 @@ class PerceptionConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: the library's default), got {self.threads}")
+        if self.preprocess_threads < 0:
+            raise ValueError(f"preprocess_threads must be >= 0 (0: OpenCV's default), got {self.preprocess_threads}")
         if not 0 <= self.min_depth < self.max_depth:
             raise ValueError(f"min_depth and max_depth must satisfy 0 <= min_depth < max_depth, got "
                              f"{self.min_depth:g} and {self.max_depth:g}")
@@ -158,7 +161,8 @@ class PerceptionConfig:
     # -- conversions --------------------------------------------------------------------------------------------
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(depth_source=self.depth_source, min_depth_m=self.min_depth,
-                                max_depth_m=self.max_depth, thermal=self.thermal)
+                                max_depth_m=self.max_depth, thermal=self.thermal,
+                                opencv_threads=self.preprocess_threads)
 
     def engine_options(self) -> dict[str, Any]:
         """Backend-specific keyword arguments for road_seg_core.engines.create_engine."""

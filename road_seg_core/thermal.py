@@ -16,6 +16,14 @@ import numpy as np
 MIN_VALUE = np.float32(1.0 / 255.0)
 _MODES = ("fixed", "percentile")
 _IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+#: Percentiles are taken on a regular grid of about this many pixels: a 720p histogram costs 1 ms, a
+#: 1/9 sample 0.1 ms, and the 1st/99th percentile of a camera image moves by a count or two between them.
+PERCENTILE_SAMPLES = 65536
+
+
+def percentile_stride(shape: tuple[int, ...]) -> int:
+    """Row and column step of the percentile sample for an image of `shape` (1 up to 2x PERCENTILE_SAMPLES)."""
+    return max(1, int((shape[0] * shape[1] / PERCENTILE_SAMPLES) ** 0.5))
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,12 @@ def _integer_percentiles(raw: np.ndarray, percentiles: Sequence[float]) -> tuple
     return float(lo), float(hi)
 
 
-def _range(raw: np.ndarray, config: ThermalConfig) -> tuple[float, float] | None:
+def thermal_range(raw: np.ndarray, config: ThermalConfig) -> tuple[float, float] | None:
     """(lo, hi) raw counts mapped to the ends of the output range, or None if nothing is valid."""
     if config.mode == "fixed":
         return config.fixed_range
+    step = percentile_stride(raw.shape)
+    raw = raw[::step, ::step]
     if raw.dtype.kind == "u" and raw.dtype.itemsize <= 2:
         lo, hi = _integer_percentiles(raw, config.percentiles)
     else:
@@ -114,13 +124,18 @@ def _range(raw: np.ndarray, config: ThermalConfig) -> tuple[float, float] | None
     return lo, hi
 
 
-def normalize_thermal(raw: np.ndarray, config: ThermalConfig | None = None) -> np.ndarray:
-    """float32 image in [1/255, 1] from raw thermal counts (uint16, uint8 or float); NaN/inf -> 0 (no data)."""
+def normalize_thermal(raw: np.ndarray, config: ThermalConfig | None = None,
+                      bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """float32 image in [1/255, 1] from raw thermal counts (uint16, uint8 or float); NaN/inf -> 0 (no data).
+
+    `bounds` (from `thermal_range` of the whole image) lets a caller normalise a resampled copy with the
+    range of the original.
+    """
     config = config or ThermalConfig()
     raw = np.asarray(raw)
     if raw.ndim != 2 or raw.size == 0:
         raise ValueError(f"thermal image must be a non-empty HxW array, got shape {raw.shape}")
-    bounds = _range(raw, config)
+    bounds = thermal_range(raw, config) if bounds is None else bounds
     if bounds is None:
         return np.zeros(raw.shape, dtype=np.float32)
     lo, hi = bounds
@@ -187,3 +202,28 @@ def warp_to_left(thermal01: np.ndarray, homography, left_size: tuple[int, int]) 
     valid = _warp((thermal01 > 0).view(np.uint8) * np.uint8(255), matrix, size)
     np.copyto(warped, np.float32(0.0), where=valid != 255)
     return warped
+
+
+def thermal_in_view(raw: np.ndarray, config: ThermalConfig, homography, size: tuple[int, int]) -> np.ndarray:
+    """Raw thermal -> (0, 1] model input on a (h, w) grid of the left view, 0 where there is no data.
+
+    16-bit counts (every real thermal camera) are warped first and normalised at the target size with
+    the range of the whole image: normalisation is affine, so the order only matters next to
+    saturated pixels, and the per-pixel work shrinks with the image (1280x720 -> 448x256: 0.4 ms
+    instead of 2.5 ms). Other types (float with NaN holes) are normalised first, so holes stay holes.
+    """
+    raw = np.asarray(raw)
+    if raw.ndim != 2 or raw.size == 0:
+        raise ValueError(f"thermal image must be a non-empty HxW array, got shape {raw.shape}")
+    if raw.dtype != np.uint16:
+        return warp_to_left(normalize_thermal(raw, config), homography, size)
+    matrix = np.asarray(homography, dtype=np.float64)
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)) or matrix[2, 2] == 0:
+        raise ValueError(f"homography must be a finite 3x3 matrix with H[2,2] != 0, got {homography!r}")
+    matrix = matrix / matrix[2, 2]
+    size = (int(size[0]), int(size[1]))
+    bounds = thermal_range(raw, config)
+    if raw.shape == size and np.array_equal(matrix, np.eye(3)):
+        return normalize_thermal(raw, config, bounds)
+    out = normalize_thermal(_warp(raw, matrix, size), config, bounds)
+    return np.multiply(out, _view_coverage(tuple(matrix.ravel().tolist()), raw.shape, size), out=out)

@@ -43,19 +43,24 @@ STAGES = ("decode", "convert", "preprocess", "model", "postprocess", "publish")
 
 # -- statistics -----------------------------------------------------------------------------------------------------
 # -- 2. node stages in one process ----------------------------------------------------------------------------------
-def received_messages(sensor_size: tuple[int, int], scenes: int = 3, seed: int = 0) -> list[Any]:
-    """sim_sensors' messages for a few scenes, round-tripped through rclpy serialisation so every field has the
-    type a subscription callback sees (e.g. `data` as array.array)."""
+def received_messages(sensor_size: tuple[int, int], frames: int = 6, seed: int = 0) -> list[Any]:
+    """sim_sensors' messages for consecutive frames of its drive (day, night, fog), round-tripped through rclpy
+    serialisation so every field has the type a subscription callback sees (e.g. `data` as array.array).
+
+    Consecutive, because per-frame state (the road-plane tracking behind the "height" input) costs what it
+    costs on a car only when frames follow each other as they do on a car.
+    """
     from rclpy.serialization import deserialize_message, serialize_message
 
-    from road_seg_core.synthetic import render_scene
+    from road_seg_core.synthetic import SceneStream
     from road_seg_ros.sim_sensors import encode_scene
 
     h, w = sensor_size
-    conditions = ("day", "night", "fog")
+    drive = SceneStream(seed, width=w, height=h, conditions=("day", "night", "fog"),
+                        frames_per_condition=max(1, frames // 3), showcase=True)
     out = []
-    for i in range(scenes):
-        msgs = encode_scene(render_scene(seed + i, width=w, height=h, condition=conditions[i % 3]), True)
+    for _, scene in zip(range(frames), drive):
+        msgs = encode_scene(scene, True)
         for field in ("left", "right", "depth", "disparity", "thermal", "left_info", "right_info"):
             msg = getattr(msgs, field)
             setattr(msgs, field, deserialize_message(serialize_message(msg), type(msg)))

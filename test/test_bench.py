@@ -43,7 +43,7 @@ def test_model_bench_times_available_backends_and_explains_the_others(ckpt, tmp_
 
 def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
     engine = create_engine(ckpt, backend="onnxruntime", device="cpu", cache_dir=tmp_path, threads=1)
-    messages = node_bench.received_messages((180, 320), scenes=1)
+    messages = node_bench.received_messages((180, 320), frames=1)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=random.randint(201, 230))
     try:
@@ -93,7 +93,7 @@ def test_benchmark_node_and_bag_replay_share_one_reception_path(ckpt, tmp_path):
     rclpy.init(context=context, domain_id=random.randint(201, 230))
     try:
         helper = rclpy.create_node("road_seg_bench", context=context)
-        stages = node_bench.StageBench(engine, cfg, node_bench.received_messages((90, 160), scenes=1), helper)
+        stages = node_bench.StageBench(engine, cfg, node_bench.received_messages((90, 160), frames=1), helper)
         node = PerceptionNode(context=context, parameter_overrides=[
             Parameter("model", value=str(ckpt)), Parameter("backend", value="onnxruntime"),
             Parameter("device", value="cpu")])

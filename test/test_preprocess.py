@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -89,3 +90,22 @@ def test_thermal_is_warped_by_the_homography():
 def test_bad_depth_source_is_refused():
     with pytest.raises(ValueError, match="depth_source"):
         PreprocessConfig(depth_source="lidar")
+
+
+def test_colour_is_box_filtered_by_a_whole_factor_then_bilinear():
+    from road_seg_core.preprocess import resize_colour
+
+    rng = np.random.default_rng(2)
+    base = cv2.resize((rng.random((90, 160, 3)) * 255).astype(np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    fast = resize_colour(base, (256, 448)).astype(np.int16)
+    one_step = cv2.resize(base, (448, 256), interpolation=cv2.INTER_AREA).astype(np.int16)
+    assert fast.shape == one_step.shape == (256, 448, 3)
+    assert np.abs(fast - one_step).mean() < 1.5 and np.percentile(np.abs(fast - one_step), 99) < 12
+    # Below a factor of 2 (training's renders at twice the input size) it is cv2's INTER_AREA exactly.
+    small = base[:504, :896]
+    np.testing.assert_array_equal(resize_colour(small, (256, 448)),
+                                  cv2.resize(small, (448, 256), interpolation=cv2.INTER_AREA))
+    # A fine stripe pattern (aliasing bait) averages out instead of turning into coarse stripes.
+    stripes = np.zeros((720, 1280, 3), np.uint8)
+    stripes[:, ::2] = 255
+    assert resize_colour(stripes, (256, 448)).std() < 10

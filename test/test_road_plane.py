@@ -4,7 +4,7 @@ import pytest
 
 from road_seg_core.frames import SensorFrame, StereoIntrinsics
 from road_seg_core.preprocess import Preprocessor
-from road_seg_core.road_plane import (HEIGHT_DATUM_M, RoadPlane, RoadPlaneConfig, RoadPlaneTracker, encode_height,
+from road_seg_core.road_plane import (HEIGHT_DATUM_M, RoadPlane, RoadPlaneConfig, RoadPlaneTracker, encode_height, height_code,
                                       fit_road_plane, pixel_rays, residual_height)
 
 H, W = 96, 160
@@ -120,3 +120,44 @@ def test_preprocessor_derives_height_from_depth_at_the_input_size():
     # Without intrinsics there is no plane to fit: the input is "no data", not an error.
     missing = pre(SensorFrame(rgb=rgb, depth=depth))
     assert not missing["height"].any() and pre.last_valid_fraction["height"] == 0.0
+
+
+def test_the_fused_height_code_equals_encoding_the_residual():
+    rng = np.random.default_rng(5)
+    plane = RoadPlane.from_pose(1.3, 6.0, 1.0)
+    depth = plane_depth(plane) * (1 + rng.normal(0, 0.05, (H, W))).astype(np.float32)
+    depth[::7, ::5] = np.nan
+    depth[3::11, ::3] = np.inf
+    depth[5::13] = 0.0
+    depth[50:60, 40:60] = 0.02  # far below the clip: a deep hole reads as the datum's floor
+    expected = encode_height(*residual_height(depth, plane, FX, FY, CX, CY))
+    np.testing.assert_allclose(height_code(depth, plane, FX, FY, CX, CY), expected, atol=1e-5)
+
+
+def test_tracking_from_the_last_plane_gives_the_plane_a_fresh_fit_gives(monkeypatch):
+    import road_seg_core.road_plane as road_plane
+
+    searches = []
+    search = road_plane._planes_through
+    monkeypatch.setattr(road_plane, "_planes_through", lambda triples: searches.append(1) or search(triples))
+    rng = np.random.default_rng(7)
+    tracker = RoadPlaneTracker()
+    for pitch in (5.0, 5.2, 5.5, 5.3, 5.1):  # suspension pitch between frames
+        truth = RoadPlane.from_pose(1.4, pitch)
+        depth = plane_depth(truth) * (1 + rng.normal(0, 0.01, (H, W))).astype(np.float32)
+        before = len(searches)
+        tracked = tracker.update(depth, FX, FY, CX, CY)
+        assert len(searches) - before == (1 if pitch == 5.0 else 0)  # RANSAC on the first frame only
+        fresh = fit_road_plane(depth, FX, FY, CX, CY)
+        assert tracker.last_status == "fit"
+        assert tracked.height == pytest.approx(fresh.height, abs=0.005)
+        assert tracked.pitch_deg == pytest.approx(fresh.pitch_deg, abs=0.1)
+        assert tracked.pitch_deg == pytest.approx(pitch, abs=0.4)
+
+
+def test_a_prior_that_no_longer_fits_falls_back_to_the_search():
+    new = RoadPlane.from_pose(1.0, 12.0, 4.0)  # a different camera: the old plane explains nothing
+    depth = plane_depth(new)
+    plane = fit_road_plane(depth, FX, FY, CX, CY, prior=RoadPlane.from_pose(1.6, 2.0))
+    assert plane.height == pytest.approx(1.0, abs=0.03) and plane.pitch_deg == pytest.approx(12.0, abs=0.4)
+    assert fit_road_plane(depth, FX, FY, CX, CY, prior=new).height == pytest.approx(1.0, abs=0.03)

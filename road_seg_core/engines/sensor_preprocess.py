@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from road_seg_core.frames import SensorFrame
 from road_seg_core.preprocess import PreprocessConfig, Preprocessor, frame_intrinsics
-from road_seg_core.thermal import MIN_VALUE, _view_coverage, resize_homography
+from road_seg_core.thermal import MIN_VALUE, _view_coverage, percentile_stride, resize_homography
 
 # Same bounds as road_seg_core.depth.sanitize: smallest normal float32 and the largest float32.
 _TINY = float(np.finfo(np.float32).tiny)
@@ -109,8 +109,17 @@ class SensorPreprocessor:
 
     # -- per modality -------------------------------------------------------------------------------------------
     def rgb(self, rgb: np.ndarray) -> Tensor:
-        """(1, 3, h, w) float32 0..255: INTER_AREA-equivalent resize of the uint8 colour image, on the device."""
+        """(1, 3, h, w) float32 0..255: `preprocess.resize_colour` of the uint8 colour image, on the device."""
         image = self._upload(rgb).permute(2, 0, 1).to(torch.float32)  # uploaded as uint8: a quarter of the bytes
+        h, w = self.input_size
+        factor = int(min(image.shape[1] / h, image.shape[2] / w))
+        if factor >= 2:  # box filter by the whole factor (rounded like OpenCV's uint8 result), then bilinear
+            ih, iw = image.shape[1] // factor, image.shape[2] // factor
+            boxed = _integer_mean(_integer_mean(image[:, :ih * factor, :iw * factor], 2, factor), 1, factor)
+            boxed = torch.floor(boxed + 0.5)
+            if (ih, iw) == (h, w):
+                return boxed[None]
+            return F.interpolate(boxed[None], size=(h, w), mode="bilinear", align_corners=False)
         rows, cols = self._area_tables(image.shape[1], image.shape[2])
         return self._resize_area(image, rows, cols)[None]
 
@@ -150,9 +159,17 @@ class SensorPreprocessor:
         raw = self._upload(frame.thermal)
         if raw.ndim != 2 or raw.numel() == 0:
             raise ValueError(f"thermal image must be a non-empty HxW array, got shape {tuple(raw.shape)}")
-        t01 = _normalize_thermal(raw, self.config.thermal)
         to_input = resize_homography(frame.size, self.input_size) @ self.config.thermal.homography_matrix
         to_input = to_input / to_input[2, 2]
+        if frame.thermal.dtype == np.uint16:  # as `thermal.thermal_in_view`: warp the counts, then normalise
+            bounds = _thermal_bounds(raw, self.config.thermal)
+            if tuple(raw.shape) == self.input_size and np.array_equal(to_input, np.eye(3)):
+                return _normalize_thermal(raw, self.config.thermal, bounds)
+            grid, coverage = self._warp_tables(to_input, tuple(raw.shape))
+            counts = F.grid_sample(raw.to(torch.float32)[None, None], grid, mode="bilinear", padding_mode="zeros",
+                                   align_corners=False)[0, 0]
+            return _normalize_thermal(counts, self.config.thermal, bounds) * (coverage > 0)
+        t01 = _normalize_thermal(raw, self.config.thermal)
         if t01.shape == self.input_size and np.array_equal(to_input, np.eye(3)):
             return t01
         grid, coverage = self._warp_tables(to_input, tuple(t01.shape))
@@ -245,17 +262,21 @@ def _reciprocal_scaled(values: Tensor, numerator: float) -> Tensor:
     return torch.where(valid, numerator / torch.where(valid, values, 1.0), 0.0)
 
 
-def _normalize_thermal(raw: Tensor, config) -> Tensor:
+def _thermal_bounds(raw: Tensor, config) -> tuple[Tensor, Tensor]:
+    """`road_seg_core.thermal.thermal_range` on a tensor: (lo, hi) raw counts."""
+    if config.mode == "fixed":
+        return tuple(torch.tensor(v, dtype=torch.float64, device=raw.device) for v in config.fixed_range)
+    lo, hi = _percentile_range(raw, config, not raw.dtype.is_floating_point)
+    span = max(config.min_span, 1e-6)
+    centre = 0.5 * (lo + hi)
+    narrow = hi - lo < span
+    return torch.where(narrow, centre - 0.5 * span, lo), torch.where(narrow, centre + 0.5 * span, hi)
+
+
+def _normalize_thermal(raw: Tensor, config, bounds: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """`road_seg_core.thermal.normalize_thermal` on a tensor (same percentiles, same float32 arithmetic)."""
     integer = not raw.dtype.is_floating_point
-    if config.mode == "fixed":
-        lo, hi = (torch.tensor(v, dtype=torch.float64, device=raw.device) for v in config.fixed_range)
-    else:
-        lo, hi = _percentile_range(raw, config, integer)
-        span = max(config.min_span, 1e-6)
-        centre = 0.5 * (lo + hi)
-        narrow = hi - lo < span
-        lo, hi = torch.where(narrow, centre - 0.5 * span, lo), torch.where(narrow, centre + 0.5 * span, hi)
+    lo, hi = _thermal_bounds(raw, config) if bounds is None else bounds
     gain = ((1.0 - float(MIN_VALUE)) / (hi - lo)).to(torch.float32)
     values = raw.to(torch.float32)
     out = (values - (0.5 * (lo + hi)).to(torch.float32)) * gain + np.float32(0.5 * (1.0 + float(MIN_VALUE)))
@@ -266,6 +287,8 @@ def _normalize_thermal(raw: Tensor, config) -> Tensor:
 
 
 def _percentile_range(raw: Tensor, config, integer: bool) -> tuple[Tensor, Tensor]:
+    step = percentile_stride(tuple(raw.shape))
+    raw = raw[::step, ::step]  # the host path's sample grid
     if integer:  # from the histogram, as the CPU path ("inverted CDF" percentile)
         cumulative = torch.cumsum(torch.bincount(raw.reshape(-1).to(torch.int64)), 0)
         ranks = torch.clamp(torch.ceil(torch.tensor(config.percentiles, dtype=torch.float64, device=raw.device)
