@@ -109,3 +109,21 @@ def test_colour_is_box_filtered_by_a_whole_factor_then_bilinear():
     stripes = np.zeros((720, 1280, 3), np.uint8)
     stripes[:, ::2] = 255
     assert resize_colour(stripes, (256, 448)).std() < 10
+
+
+def test_the_node_runs_opencv_on_the_threads_it_is_given():
+    from road_seg_core.node_config import PerceptionConfig
+
+    before = cv2.getNumThreads()
+    try:
+        config = PerceptionConfig().preprocess_config()
+        assert config.opencv_threads == 1  # the node's default: least CPU per frame
+        Preprocessor(("rgb",), (32, 64), config)
+        assert cv2.getNumThreads() == 1
+        cv2.setNumThreads(before)
+        Preprocessor(("rgb",), (32, 64))  # 0 (training's default) leaves OpenCV alone
+        assert cv2.getNumThreads() == before
+        with pytest.raises(ValueError, match="preprocess_threads must be >= 0"):
+            PerceptionConfig(preprocess_threads=-1)
+    finally:
+        cv2.setNumThreads(before)
