@@ -127,3 +127,34 @@ def test_the_node_runs_opencv_on_the_threads_it_is_given():
             PerceptionConfig(preprocess_threads=-1)
     finally:
         cv2.setNumThreads(before)
+
+
+def test_the_fast_host_path_gives_the_bundled_model_the_labels_of_the_reference_path():
+    """At 1280x720 the fast paths (whole-factor box + bilinear colour, counts warped before normalising, the road
+    plane tracked from the previous frame) label what the one-step reference path labels, within resize tolerance."""
+    from road_seg_core.bundled import bundled_model_path
+    from road_seg_core.engines import create_engine
+    from road_seg_core.road_plane import RoadPlaneTracker
+    from road_seg_core.synthetic import SceneStream
+    from road_seg_core.thermal import normalize_thermal, resize_homography, warp_to_left
+
+    engine = create_engine(bundled_model_path(), backend="onnxruntime")
+    meta = engine.meta
+    h, w = meta.input_size
+    fast = Preprocessor(tuple(meta.modalities), (h, w))
+    for index, scene in zip(range(3), SceneStream(11, width=1280, height=720, conditions=("day",))):
+        frame = scene.frame
+        ours = fast(frame)
+        reference = dict(ours)
+        reference["rgb"] = np.ascontiguousarray(
+            cv2.resize(frame.rgb, (w, h), interpolation=cv2.INTER_AREA).transpose(2, 0, 1))[None]
+        if "thermal" in reference:
+            to_input = resize_homography(frame.size, (h, w)) @ fast.config.thermal.homography_matrix
+            reference["thermal"] = warp_to_left(normalize_thermal(frame.thermal), to_input, (h, w))[None, None]
+        if "height" in reference:  # a fresh RANSAC fit of this frame alone
+            intr = frame.intrinsics.scaled(w, h)
+            code = RoadPlaneTracker().height_input(fast.depth_m(frame), intr.fx, intr.fy, intr.cx, intr.cy)
+            reference["height"] = code[None, None]
+        assert np.abs(ours["rgb"].astype(int) - reference["rgb"]).mean() < 2.0
+        agreement = (engine.infer_labels(ours)[0] == engine.infer_labels(reference)[0]).mean()
+        assert agreement > 0.99, (index, agreement)
