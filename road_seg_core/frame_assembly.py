@@ -50,7 +50,8 @@ def assemble_frame(inputs: Mapping[str, DecodedInput], topics: Mapping[str, str]
         inputs: by input key ('left' required; 'right', 'depth', 'disparity', 'thermal' optional).
         topics: input key -> topic name, for error messages ('left_info' names the camera_info topic).
         camera_intrinsics: from the latest left/right camera_info (at their own resolution; scaled here).
-        needs_camera_info: the configured depth source needs them (depth <-> disparity conversion).
+        needs_camera_info: the configured depth source needs them (depth <-> disparity conversion); without it
+            the intrinsics are attached when given (the road-plane fit uses them) and the frame goes on without.
     """
     left = inputs["left"]
     rgb = to_rgb8(left.array, left.encoding)
@@ -71,11 +72,11 @@ def assemble_frame(inputs: Mapping[str, DecodedInput], topics: Mapping[str, str]
         frame.intrinsics = d.intrinsics.scaled(w, h) if d.intrinsics else None
     if "thermal" in inputs:
         frame.thermal = inputs["thermal"].array
-    if needs_camera_info:
-        if camera_intrinsics is None:
-            raise InputRejected(topics.get("left_info", "left_info"), "missing_camera_info",
-                                "no camera_info received yet on topics.left_info / topics.right_info; needed to "
-                                "convert between depth and disparity")
+    if needs_camera_info and camera_intrinsics is None:
+        raise InputRejected(topics.get("left_info", "left_info"), "missing_camera_info",
+                            "no camera_info received yet on topics.left_info / topics.right_info; needed to "
+                            "convert between depth and disparity")
+    if camera_intrinsics is not None:
         frame.intrinsics = camera_intrinsics.scaled(w, h)
     return frame
 

@@ -33,8 +33,14 @@ class SyncInput:
 
 @dataclass(frozen=True)
 class InputPlan:
+    """What to subscribe to for a model. `needs_camera_info`: subscribe to the camera_info topics;
+    `requires_camera_info`: a set cannot be used without them (depth <-> disparity conversion). The road-plane
+    fit of the "height" input only uses them: until they arrive, height is fed as "no data" and the frame still
+    gets its masks."""
+
     sync_inputs: tuple[SyncInput, ...]
     needs_camera_info: bool
+    requires_camera_info: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -47,7 +53,7 @@ def plan_inputs(modalities: tuple[str, ...], cfg: PerceptionConfig) -> InputPlan
     if unknown:
         raise StartupError(f"model uses modalities {sorted(unknown)} that this node cannot provide")
     keys = ["left"]
-    needs_info = False
+    needs_info = converts = False
     depth_like = [m for m in modalities if m in ("depth", "disparity")]
     # "height" (above the fitted road plane) is derived from depth and needs the intrinsics to back-project it.
     if depth_like or "height" in modalities:
@@ -61,6 +67,7 @@ def plan_inputs(modalities: tuple[str, ...], cfg: PerceptionConfig) -> InputPlan
         elif source == "stereo":
             keys.append("right")
             needs_info = wanted == "depth"
+        converts = needs_info
         needs_info = needs_info or "height" in modalities
     if "thermal" in modalities:
         keys.append("thermal")
@@ -74,4 +81,4 @@ def plan_inputs(modalities: tuple[str, ...], cfg: PerceptionConfig) -> InputPlan
     if needs_info and not (cfg.topics.left_info and cfg.topics.right_info):
         raise StartupError("converting between depth and disparity, or fitting the road plane for the 'height' "
                            "input, needs topics.left_info and topics.right_info")
-    return InputPlan(tuple(inputs), needs_info)
+    return InputPlan(tuple(inputs), needs_info, converts)

@@ -212,7 +212,7 @@ class Reception:
         """The set's SensorFrame (raises InputRejected or ImageFormatError for a set that cannot be used)."""
         intrinsics = self.camera_intrinsics() if self.plan.needs_camera_info else None
         return assemble_frame({k: it.decoded for k, it in synced.present().items()}, self.topics, intrinsics,
-                              self.plan.needs_camera_info)
+                              self.plan.requires_camera_info)
 
     def reject(self, topic: str, reason: str, detail: str) -> int:
         """Count a refused message or set under (topic, reason); returns the count so far."""

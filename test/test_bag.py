@@ -478,6 +478,9 @@ def test_frame_assembly_shared_with_the_node():
     assert (exc.value.topic, exc.value.reason) == ("/li", "missing_camera_info")
     intr = StereoIntrinsics(80.0, 80.0, 40.0, 20.0, 0.12, 16, 8)
     assert assemble_frame({"left": left}, topics, intr, needs_camera_info=True).intrinsics.fx == 40.0  # scaled
+    # Where the intrinsics only help (the road-plane fit of "height"), a set goes on without them, or takes them.
+    assert assemble_frame({"left": left}, topics).intrinsics is None
+    assert assemble_frame({"left": left}, topics, intr).intrinsics.fx == 40.0
     with pytest.raises(InputRejected, match="not usable as depth"):
         check_encoding("depth", "bgra8", "/d")
     assert disparity_intrinsics(0.0, 0.12, 8, 4) is None

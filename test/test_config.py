@@ -51,6 +51,13 @@ def test_node_subscribes_only_to_what_the_model_needs(modalities, source, keys, 
     assert plan.keys == keys and plan.needs_camera_info is info
 
 
+def test_only_a_depth_disparity_conversion_makes_camera_info_a_condition_for_a_set():
+    height = plan_inputs(("rgb", "depth", "thermal", "height"), PerceptionConfig())
+    assert height.needs_camera_info and not height.requires_camera_info  # height is "no data" until it arrives
+    convert = plan_inputs(("rgb", "disparity", "height"), PerceptionConfig())
+    assert convert.needs_camera_info and convert.requires_camera_info
+
+
 def test_unservable_model_is_refused_with_the_parameter_name():
     with pytest.raises(StartupError, match="topics.thermal"):
         plan_inputs(("rgb", "thermal"), PerceptionConfig.from_flat({"topics.thermal": ""}))

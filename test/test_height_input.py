@@ -70,3 +70,36 @@ def test_a_height_checkpoint_round_trips_and_the_pipeline_feeds_it_the_road_resi
     onnx = SegmentationPipeline(create_engine(path, backend="onnxruntime", cache_dir=tmp_path / "cache"))
     agreement = (onnx.run(scene.frame).masks.labels == torch_labels).mean()
     assert agreement > 0.99
+
+
+def test_until_camera_info_arrives_a_height_model_still_gets_every_frame():
+    """A replay or a driver that starts its camera_info late costs the height input, not the frames."""
+    import functools
+
+    from road_seg_core.input_plan import plan_inputs
+    from road_seg_core.node_config import PerceptionConfig
+    from road_seg_core.reception import Reception
+    from road_seg_ros.bench import received_messages
+    from road_seg_ros.conversions import image_to_array
+
+    engine = create_engine(bundled_model_path())
+    cfg = PerceptionConfig()
+    plan = plan_inputs(tuple(engine.meta.modalities), cfg)
+    assert "height" in engine.meta.modalities and plan.needs_camera_info and not plan.requires_camera_info
+    reception = Reception(plan, cfg, functools.partial(image_to_array, use_cv_bridge=False))
+    pipeline = SegmentationPipeline(engine)
+    messages = received_messages((180, 320), frames=2)
+    fractions = []
+    for index, msgs in enumerate(messages):
+        if index == 1:  # camera_info arrives after the first frame
+            reception.receive_camera_info("left_info", msgs.left_info)
+            reception.receive_camera_info("right_info", msgs.right_info)
+        matched = []
+        for key in plan.keys:
+            matched += reception.receive(key, getattr(msgs, key), 1_000_000_000 + index * 100_000_000)
+        assert len(matched) == 1
+        frame = reception.assemble(matched[0])
+        assert (frame.intrinsics is None) == (index == 0)
+        assert pipeline.run(frame).masks.labels.shape == (180, 320)
+        fractions.append(pipeline.preprocessor.last_valid_fraction["height"])
+    assert fractions[0] == 0.0 and fractions[1] > 0.5
