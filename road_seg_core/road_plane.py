@@ -102,7 +102,8 @@ class RoadPlaneConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.lower_fraction <= 1.0:
             raise ValueError(f"lower_fraction must be in (0, 1], got {self.lower_fraction}")
-        if self.stride < 1 or self.iterations < 1 or self.refine_iterations < 1 or self.min_points < 3 or self.score_points < self.min_points:
+        if (self.stride < 1 or self.iterations < 1 or self.refine_iterations < 1 or self.min_points < 3
+                or self.score_points < self.min_points):
             raise ValueError(f"need stride, iterations, refine_iterations >= 1, min_points >= 3, score_points >= "
                              f"min_points; got {self.stride}, {self.iterations}, {self.refine_iterations}, "
                              f"{self.min_points}, {self.score_points}")
@@ -159,7 +160,7 @@ def _planes_through(triples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _refit(points: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares plane (total least squares via SVD) through `points`; normal pointing up."""
     centre = points.mean(axis=0, dtype=np.float64)
-    centred = (points - centre).astype(np.float64, copy=False)
+    centred = points - centre  # float64, as the centre
     _, vecs = np.linalg.eigh(centred.T @ centred)  # normal: smallest scatter eigenvector
     n = vecs[:, 0]
     if n[1] > 0:

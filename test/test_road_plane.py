@@ -4,8 +4,8 @@ import pytest
 
 from road_seg_core.frames import SensorFrame, StereoIntrinsics
 from road_seg_core.preprocess import Preprocessor
-from road_seg_core.road_plane import (HEIGHT_DATUM_M, RoadPlane, RoadPlaneConfig, RoadPlaneTracker, encode_height, height_code,
-                                      fit_road_plane, pixel_rays, residual_height)
+from road_seg_core.road_plane import (HEIGHT_DATUM_M, RoadPlane, RoadPlaneConfig, RoadPlaneTracker, encode_height,
+                                      fit_road_plane, height_code, pixel_rays, residual_height)
 
 H, W = 96, 160
 FX = FY = 120.0
