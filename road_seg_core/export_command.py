@@ -63,18 +63,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_engine(args: argparse.Namespace, checkpoint: Path, size: tuple[int, int] | None) -> int:
     from road_seg_core.engines.base import EngineError
-    from road_seg_core.engines import tensorrt_build as trt_engine
+    from road_seg_core.engines import tensorrt_build
 
     if args.max_batch > 1 and not args.dynamic:
         raise UserError(f"--max-batch {args.max_batch} needs --dynamic")
     try:
-        trt_engine.require_tensorrt(args.device)
+        tensorrt_build.require_tensorrt(args.device)
         onnx_path = cached_onnx(checkpoint, args.cache_dir or None, size, args.dynamic, args.opset)
         calibration = None
         if args.precision == "int8":
-            calibration = trt_engine.synthetic_calibration_batches(read_onnx_info(onnx_path),
+            calibration = tensorrt_build.synthetic_calibration_batches(read_onnx_info(onnx_path),
                                                                    args.calibration_frames)
-        engine_path = trt_engine.build_engine(onnx_path, precision=args.precision, cache=args.cache_dir or None,
+        engine_path = tensorrt_build.build_engine(onnx_path, precision=args.precision, cache=args.cache_dir or None,
                                               device=args.device, max_batch=args.max_batch,
                                               calibration=calibration)
     except EngineError as exc:

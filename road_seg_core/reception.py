@@ -222,6 +222,11 @@ class Reception:
         return count
 
     @property
+    def implementation(self) -> str:
+        """Who runs the synchronisation rule: "message_filters" (the real package) or "road_seg_core"."""
+        return getattr(self.sync, "implementation", "road_seg_core")
+
+    @property
     def sensors_down(self) -> tuple[str, ...]:
         """Inputs the synchroniser currently goes on without (`sync.sensor_timeout`)."""
         return getattr(self.sync, "down_names", ())

@@ -25,6 +25,9 @@ NS_PER_S = 1_000_000_000
 #: Ground truth (mono8 class ids, the left image's header) and condition names of simulated drives.
 GT_TOPIC = "/sim/labels"
 CONDITION_TOPIC = "/sim/condition"
+#: diagnostic_msgs/DiagnosticArray from sim_sensors once a second: messages published so far per input
+#: (`published.<input>`), kept off /diagnostics, which is the node's.
+PUBLISHED_TOPIC = "/sim/published"
 
 LEFT_FRAME = "zed_left_camera_optical_frame"
 RIGHT_FRAME = "zed_right_camera_optical_frame"

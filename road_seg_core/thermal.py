@@ -151,6 +151,14 @@ def normalize_thermal(raw: np.ndarray, config: ThermalConfig | None = None,
     return out
 
 
+def _normalised_homography(homography) -> np.ndarray:
+    """The homography as a float64 3x3 matrix with H[2,2] = 1; ValueError naming what is wrong with it."""
+    matrix = np.asarray(homography, dtype=np.float64)
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)) or matrix[2, 2] == 0:
+        raise ValueError(f"homography must be a finite 3x3 matrix with H[2,2] != 0, got {homography!r}")
+    return matrix / matrix[2, 2]
+
+
 def _warp(image: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     return cv2.warpPerspective(image, homography, (width, height), flags=cv2.INTER_LINEAR,
@@ -184,13 +192,10 @@ def warp_to_left(thermal01: np.ndarray, homography, left_size: tuple[int, int]) 
     thermal01 = np.asarray(thermal01, dtype=np.float32)
     if thermal01.ndim != 2 or thermal01.size == 0:
         raise ValueError(f"thermal image must be a non-empty HxW array, got shape {thermal01.shape}")
-    matrix = np.asarray(homography, dtype=np.float64)
-    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)) or matrix[2, 2] == 0:
-        raise ValueError(f"homography must be a finite 3x3 matrix with H[2,2] != 0, got {homography!r}")
+    matrix = _normalised_homography(homography)
     size = tuple(int(x) for x in left_size)
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"left_size must be positive (h, w), got {left_size}")
-    matrix = matrix / matrix[2, 2]
     if thermal01.shape == size and np.array_equal(matrix, np.eye(3)):
         return thermal01
 
@@ -217,10 +222,7 @@ def thermal_in_view(raw: np.ndarray, config: ThermalConfig, homography, size: tu
         raise ValueError(f"thermal image must be a non-empty HxW array, got shape {raw.shape}")
     if raw.dtype != np.uint16:
         return warp_to_left(normalize_thermal(raw, config), homography, size)
-    matrix = np.asarray(homography, dtype=np.float64)
-    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)) or matrix[2, 2] == 0:
-        raise ValueError(f"homography must be a finite 3x3 matrix with H[2,2] != 0, got {homography!r}")
-    matrix = matrix / matrix[2, 2]
+    matrix = _normalised_homography(homography)
     size = (int(size[0]), int(size[1]))
     bounds = thermal_range(raw, config)
     if raw.shape == size and np.array_equal(matrix, np.eye(3)):

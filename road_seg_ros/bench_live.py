@@ -30,6 +30,7 @@ import numpy as np
 
 from road_seg_core.launch_plan import perception_plan
 from road_seg_core.processes import ProcessGroup
+from road_seg_core.sensor_spec import PUBLISHED_TOPIC
 
 OUT_TOPIC = "/road_seg/drivable_mask"
 
@@ -96,7 +97,7 @@ class Listener:
         self.sim: list[tuple[float, dict[str, str]]] = []
         self.node.create_subscription(Image, OUT_TOPIC, self._on_mask, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
-        self.node.create_subscription(DiagnosticArray, "/sim/published", self._on_diag, 50)  # sim_sensors
+        self.node.create_subscription(DiagnosticArray, PUBLISHED_TOPIC, self._on_diag, 50)  # sim_sensors
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)

@@ -78,7 +78,7 @@ class PerceptionNode(Node):
         self.reception = Reception(self.plan, self.cfg,
                                    decode_pixels=functools.partial(image_to_array, use_cv_bridge=self.cfg.use_cv_bridge),
                                    stats=self.stats, on_reject=self._log_reject)
-        self.sync_impl = getattr(self.reception.sync, "implementation", "road_seg_core")
+        self.sync_impl = self.reception.implementation
         self._down_logged: tuple[str, ...] = ()
         self._down_log_time = -1e9
         # Sensor down / back is reported through this node's logger (throttled), not the synchroniser's own log.

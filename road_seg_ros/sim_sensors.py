@@ -21,12 +21,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from road_seg_core.sensor_spec import DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, scene_messages
+from road_seg_core.sensor_spec import (DROPPABLE, GT_TOPIC, JITTERED, PUBLISHED_TOPIC, RIGHT_FRAME, Topics, jitter_ns,
+                                      scene_messages)
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.conversions import camera_info, sensor_image_message
-
-#: diagnostic_msgs/DiagnosticArray once a second: messages published so far per input (`published.<input>`).
-PUBLISHED_TOPIC = "/sim/published"
 from road_seg_ros.node_exit import end_process, interrupt_once
 
 

@@ -184,7 +184,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       "precision": engine.precision, "modalities": list(engine.meta.modalities),
                       "input_size": list(engine.meta.input_size)},
             "params": str(params),
-            "sync": {"implementation": "road_seg_core", "policy": cfg.sync.policy,
+            "sync": {"implementation": replay.reception.implementation, "policy": cfg.sync.policy,
                      "queue_size": cfg.sync.queue_size, "slop_s": cfg.sync.slop,
                      "topics": [i.topic for i in plan.sync_inputs],
                      "offsets_s": [float(getattr(cfg.sync.offsets, k)) for k in plan.keys],
