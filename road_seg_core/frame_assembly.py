@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from road_seg_core.frames import SensorFrame, StereoIntrinsics
-from road_seg_core.image_codec import to_metres, to_rgb8
+from road_seg_core.image_codec import check_colour, to_metres, to_rgb8
 from road_seg_core.input_plan import InputRejected
 from road_seg_core.sensor_spec import INPUT_ENCODINGS
 
@@ -54,9 +54,10 @@ def assemble_frame(inputs: Mapping[str, DecodedInput], topics: Mapping[str, str]
             the intrinsics are attached when given (the road-plane fit uses them) and the frame goes on without.
     """
     left = inputs["left"]
-    rgb = to_rgb8(left.array, left.encoding)
-    frame = SensorFrame(rgb=rgb, stamp_ns=int(left.stamp_ns), frame_id=left.frame_id)
-    h, w = rgb.shape[:2]
+    # Checked now, converted to RGB only if somebody needs it at full size (preprocessing resizes it as it is).
+    check_colour(left.array, left.encoding)
+    frame = SensorFrame.from_colour(left.array, left.encoding, stamp_ns=int(left.stamp_ns), frame_id=left.frame_id)
+    h, w = frame.size
     if "right" in inputs:
         right = inputs["right"]
         require_registrable(topics.get("right", "right"), right.array.shape[:2], (h, w), exact=True)

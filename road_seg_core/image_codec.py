@@ -61,6 +61,30 @@ _TO_RGB_CODES: dict[str, int | None] = {
     "8UC1": cv2.COLOR_GRAY2RGB,
 }
 
+#: Where R, G and B sit in the last axis of each colour encoding (grey: one channel three times).
+_RGB_CHANNELS: dict[str, tuple[int, int, int]] = {
+    "rgb8": (0, 1, 2), "rgba8": (0, 1, 2), "bgr8": (2, 1, 0), "bgra8": (2, 1, 0), "mono8": (0, 0, 0), "8UC1": (0, 0, 0),
+}
+assert set(_RGB_CHANNELS) == set(_TO_RGB_CODES)
+
+
+def rgb_channel_indices(encoding: str) -> tuple[int, int, int]:
+    """Indices of R, G, B in a pixel of `encoding` (`to_rgb8`'s encodings; ImageFormatError for others)."""
+    if encoding not in _RGB_CHANNELS:
+        raise ImageFormatError(
+            "unknown_encoding",
+            f"cannot convert {encoding!r} to rgb8 (no colour semantics); expected one of {', '.join(_TO_RGB_CODES)}",
+        )
+    return _RGB_CHANNELS[encoding]
+
+
+def check_colour(image: np.ndarray, encoding: str) -> None:
+    """ImageFormatError unless `image` is a decoded colour image of `encoding` (what `to_rgb8` accepts)."""
+    info = encoding_info(encoding)
+    rgb_channel_indices(encoding)
+    _check_layout(np.asarray(image), encoding, info)
+
+
 _MILLIMETRE_ENCODINGS = ("16UC1", "mono16")
 # uint16 millimetres -> float32 metres for every possible value (256 KiB, stays in cache); 0 = no measurement.
 _MILLIMETRE_LUT = np.arange(65536, dtype=np.float32) * np.float32(1e-3)
@@ -187,14 +211,8 @@ def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
     rgb8 input comes back as is when contiguous (no copy, possibly read-only);
     everything else is one cv2.cvtColor into a new array.
     """
-    info = encoding_info(encoding)
-    if encoding not in _TO_RGB_CODES:
-        raise ImageFormatError(
-            "unknown_encoding",
-            f"cannot convert {encoding!r} to rgb8 (no colour semantics); expected one of {', '.join(_TO_RGB_CODES)}",
-        )
     image = np.asarray(image)
-    _check_layout(image, encoding, info)
+    check_colour(image, encoding)
     code = _TO_RGB_CODES[encoding]
     if code is None:
         return np.ascontiguousarray(image)

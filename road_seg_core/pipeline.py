@@ -68,7 +68,8 @@ class SegmentationPipeline:
             t1 = time.perf_counter()
             labels_small = self.engine.infer_labels(inputs)[0]
         t2 = time.perf_counter()
-        masks = make_masks(labels_small, frame.rgb, frame.size, with_overlay)
+        # The full-size RGB image is made only for the overlay (a frame from the node holds the camera's pixels).
+        masks = make_masks(labels_small, frame.rgb if with_overlay else None, frame.size, with_overlay)
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return PipelineResult(masks=masks, timings_ms=timings)

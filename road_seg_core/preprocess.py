@@ -119,7 +119,7 @@ class Preprocessor:
 
         for name in self.modalities:
             if name == "rgb":
-                out[name] = self.rgb(frame.rgb)
+                out[name] = self.rgb(*frame.colour_pixels())
             elif name == "depth":
                 out[name] = self._one_channel(name, depth_once())
             elif name == "disparity":
@@ -137,13 +137,24 @@ class Preprocessor:
         self.road_plane.reset()
 
     # -- per modality -------------------------------------------------------------------------------------------
-    def rgb(self, rgb: np.ndarray) -> np.ndarray:
-        """(1, 3, H, W) uint8 RGB at the input size."""
-        small = resize_colour(rgb, self.input_size)
-        if small.ndim == 2 or small.shape[2] != 3:
-            raise ValueError(f"colour image must be HxWx3, got shape {rgb.shape}")
+    def rgb(self, image: np.ndarray, channels: tuple[int, int, int] = (0, 1, 2)) -> np.ndarray:
+        """(1, 3, H, W) uint8 RGB at the input size from a colour image whose R, G, B are at `channels`.
+
+        The sensor's pixels are resized as they come (BGRA from a ZED) and the planes picked while
+        splitting HWC into CHW: per-channel resizing makes this equal to converting to RGB first.
+        """
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"colour image must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+        small = resize_colour(image, self.input_size)
         out = np.empty((1, 3) + small.shape[:2], np.uint8)
-        cv2.split(small, [out[0, 0], out[0, 1], out[0, 2]])  # HWC -> CHW without numpy's strided copy
+        planes = small.shape[2] if small.ndim == 3 else 1
+        if planes == 1:
+            out[0] = small.reshape(small.shape[:2])
+            return out
+        targets = [np.empty(small.shape[:2], np.uint8) for _ in range(planes)]
+        for plane, channel in enumerate(channels):
+            targets[channel] = out[0, plane]
+        cv2.split(small, targets)  # HWC -> CHW (and BGR(A) -> RGB) without numpy's strided copy
         return out
 
     def depth_m(self, frame: SensorFrame) -> np.ndarray | None:
@@ -224,5 +235,5 @@ class Preprocessor:
             self.last_valid_fraction[name] = 0.0
             return self._zeros.copy()
         image = np.ascontiguousarray(image, dtype=np.float32)
-        self.last_valid_fraction[name] = float(np.count_nonzero(image)) / image.size
+        self.last_valid_fraction[name] = cv2.countNonZero(image) / image.size  # ~3x numpy's count_nonzero
         return image[None, None]

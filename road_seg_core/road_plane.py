@@ -26,7 +26,7 @@ can call or mirror it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,8 @@ class RoadPlane:
 
     normal: tuple[float, float, float]
     height: float
+    #: Share of the fit points within the inlier band when this plane was fitted (None: not fitted to data).
+    support: float | None = field(default=None, compare=False)
 
     @property
     def pitch_deg(self) -> float:
@@ -157,11 +159,14 @@ def _planes_through(triples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n, -np.einsum("kd,kd->k", n, a)
 
 
-def _refit(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares plane (total least squares via SVD) through `points`; normal pointing up."""
-    centre = points.mean(axis=0, dtype=np.float64)
-    centred = points - centre  # float64, as the centre
-    _, vecs = np.linalg.eigh(centred.T @ centred)  # normal: smallest scatter eigenvector
+def _refit(homogeneous: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane (total least squares: the scatter's smallest eigenvector) through points given as
+    float64 (x, y, z, 1) rows; normal pointing up. One 4x4 product gives the count, sums and second moments:
+    a column sum of an (N, 3) array costs more than the whole product."""
+    moments = homogeneous.T @ homogeneous
+    total = moments[:3, 3]
+    centre = total / moments[3, 3]
+    _, vecs = np.linalg.eigh(moments[:3, :3] - np.outer(total, centre))
     n = vecs[:, 0]
     if n[1] > 0:
         n = -n
@@ -190,8 +195,8 @@ def fit_road_plane(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float
     band = config.inlier_m + config.inlier_per_m * points[:, 2]
     if prior is not None:
         tracked = _refine(points, band, np.asarray(prior.normal), prior.height, config)
-        if tracked is not None and tracked[1] >= config.track_inlier_fraction:
-            return tracked[0]
+        if tracked is not None and tracked.support >= config.track_inlier_fraction:
+            return tracked
     rng = np.random.default_rng(config.seed)
     triples = points[rng.integers(0, len(points), size=(config.iterations, 3))]
     normals, heights = _planes_through(triples)
@@ -206,24 +211,26 @@ def fit_road_plane(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float
         counts = np.where(plausible, (dist <= band[sample, None]).sum(axis=0), -1)
     best = int(np.argmax(counts))
     found = _refine(points, band, normals[best], float(heights[best]), config)
-    return None if found is None or found[1] < config.min_inlier_fraction else found[0]
+    return None if found is None or found.support < config.min_inlier_fraction else found
 
 
 def _refine(points: np.ndarray, band: np.ndarray, n: np.ndarray, h: float,
-            config: RoadPlaneConfig) -> tuple[RoadPlane, float] | None:
+            config: RoadPlaneConfig) -> RoadPlane | None:
     """Least-squares refits on the inliers of (n, h) until the inlier set stops changing (at most
-    `refine_iterations`): the plane and its inlier fraction, or None.
+    `refine_iterations`): the plane (its `support` the inlier fraction), or None.
 
     Refining to the fixed point makes the result depend on the inlier set, not on where the refinement
     started, so a tracked plane and a fresh RANSAC one agree, and a replay that skipped a frame gets
     the same plane as one that did not.
     """
+    wide = np.ones((len(points), 4))  # float64 (x, y, z, 1) for the refits; the inlier tests stay in float32
+    wide[:, :3] = points
     inliers = np.abs(points @ n.astype(np.float32) + np.float32(h)) <= band
     for _ in range(config.refine_iterations):
-        if inliers.sum() < max(3, config.min_points // 2):
+        if np.count_nonzero(inliers) < max(3, config.min_points // 2):
             return None
         previous = (np.asarray(n, np.float64), float(h))
-        n, h = _refit(points[inliers])
+        n, h = _refit(wide[inliers])
         again = np.abs(points @ n.astype(np.float32) + np.float32(h)) <= band
         # Settled: the same inliers, or a plane that moved less than 0.5 mm and 0.01 degrees.
         settled = np.array_equal(again, inliers) or (abs(h - previous[1]) < 5e-4
@@ -231,10 +238,10 @@ def _refine(points: np.ndarray, band: np.ndarray, n: np.ndarray, h: float,
         inliers = again
         if settled:
             break
-    plane = RoadPlane(normal=tuple(float(v) for v in n), height=h)
+    plane = RoadPlane(normal=tuple(float(v) for v in n), height=h, support=np.count_nonzero(inliers) / len(inliers))
     if not config.plausible(plane):
         return None
-    return plane, float(inliers.mean())
+    return plane
 
 
 def residual_height(depth: np.ndarray, plane: RoadPlane, fx: float, fy: float, cx: float,

@@ -7,6 +7,7 @@ coldest pixel distinguishable from "no data" even after 8-bit quantisation.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,8 +23,8 @@ PERCENTILE_SAMPLES = 65536
 
 
 def percentile_stride(shape: tuple[int, ...]) -> int:
-    """Row and column step of the percentile sample for an image of `shape` (1 up to 2x PERCENTILE_SAMPLES)."""
-    return max(1, int((shape[0] * shape[1] / PERCENTILE_SAMPLES) ** 0.5))
+    """Row and column step of the percentile sample for an image of `shape` (at most PERCENTILE_SAMPLES pixels)."""
+    return max(1, math.ceil((shape[0] * shape[1] / PERCENTILE_SAMPLES) ** 0.5))
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,21 @@ def _warp(image: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> n
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def _resample(image: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`_warp`, by cv2.resize where the homography is exactly a resize to `size` (a thermal camera at the
+    left camera's resolution or aligned with it: 0.1 ms instead of 0.3 ms at 1280x720 -> 512x320). Both
+    sample the same positions bilinearly; OpenCV's fixed-point weights differ by under 1/32 of a pixel step.
+    Border pixels whose footprint leaves the image are blanked by the caller's coverage mask either way."""
+    if _is_resize(tuple(homography.ravel().tolist()), image.shape[:2], size):
+        return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return _warp(image, homography, size)
+
+
 @functools.lru_cache(maxsize=8)
-def _view_coverage(homography: tuple[float, ...], src_shape: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
-    """float32 1/0 mask of left pixels whose whole bilinear footprint lies inside the thermal image.
+def _view_coverage(homography: tuple[float, ...], src_shape: tuple[int, int],
+                   dst_size: tuple[int, int]) -> np.ndarray | None:
+    """float32 1/0 mask of left pixels whose whole bilinear footprint lies inside the thermal image, or None
+    when that is every pixel (a downscale of the whole image).
 
     Depends only on the calibration and the sizes, so it is computed once.
     Fixed-point bilinear on a uint8 image reaches 255 only when every
@@ -176,8 +189,15 @@ def _view_coverage(homography: tuple[float, ...], src_shape: tuple[int, int], ds
     """
     inside = np.full(src_shape, 255, np.uint8)
     coverage = (_warp(inside, np.array(homography).reshape(3, 3), dst_size) == 255).astype(np.float32)
+    if coverage.all():
+        return None
     coverage.flags.writeable = False
     return coverage
+
+
+@functools.lru_cache(maxsize=8)
+def _is_resize(homography: tuple[float, ...], src_shape: tuple[int, int], dst_size: tuple[int, int]) -> bool:
+    return bool(np.allclose(np.reshape(homography, (3, 3)), resize_homography(src_shape, dst_size), rtol=0, atol=1e-9))
 
 
 def warp_to_left(thermal01: np.ndarray, homography, left_size: tuple[int, int]) -> np.ndarray:
@@ -202,7 +222,7 @@ def warp_to_left(thermal01: np.ndarray, homography, left_size: tuple[int, int]) 
     warped = _warp(thermal01, matrix, size)
     if np.all(thermal01 > 0):  # the usual case: only the edge of the view limits coverage
         coverage = _view_coverage(tuple(matrix.ravel().tolist()), thermal01.shape, size)
-        return np.multiply(warped, coverage, out=warped)
+        return warped if coverage is None else np.multiply(warped, coverage, out=warped)
     # Holes inside the thermal image must not bleed into their neighbours either.
     valid = _warp((thermal01 > 0).view(np.uint8) * np.uint8(255), matrix, size)
     np.copyto(warped, np.float32(0.0), where=valid != 255)
@@ -227,5 +247,6 @@ def thermal_in_view(raw: np.ndarray, config: ThermalConfig, homography, size: tu
     bounds = thermal_range(raw, config)
     if raw.shape == size and np.array_equal(matrix, np.eye(3)):
         return normalize_thermal(raw, config, bounds)
-    out = normalize_thermal(_warp(raw, matrix, size), config, bounds)
-    return np.multiply(out, _view_coverage(tuple(matrix.ravel().tolist()), raw.shape, size), out=out)
+    out = normalize_thermal(_resample(raw, matrix, size), config, bounds)
+    coverage = _view_coverage(tuple(matrix.ravel().tolist()), raw.shape, size)
+    return out if coverage is None else np.multiply(out, coverage, out=out)

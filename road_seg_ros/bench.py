@@ -9,7 +9,8 @@ summary last:
    on sim_sensors' messages — decode (image_to_array + encoding check +
    synchroniser), convert (frame assembly: to_rgb8 / to_metres), preprocess,
    model, postprocess (make_masks), publish (array_to_image + rclpy publish),
-   in one process, frame after frame.
+   in one process, frame after frame; before each frame, rclpy deserialises
+   its input messages (timed: the in-process transport reference).
 3. Transport reference: an empty rclpy subscriber process receiving the same
    input topics from sim_sensors with the node's QoS; its CPU time per set is
    the bare cost of receiving them, so the node's own overhead (all stages but
@@ -130,12 +131,25 @@ class StageBench:
         return wall, cpu
 
     def run(self, frames: int, with_overlay: bool = False, warmup: int = 3) -> dict[str, dict[str, float]]:
-        """Per-stage wall-time statistics, plus "overhead" (all stages but the model) in wall and CPU time."""
+        """Per-stage wall-time statistics, plus "overhead" (all stages but the model) in wall and CPU time,
+        and "deserialise": rclpy deserialising the same frame's input messages, timed just before it.
+
+        Interleaved, so the reference and the stages see the same machine: on a shared machine memory
+        bandwidth (what deserialising 9 MB a set mostly costs) varies by half between runs a minute apart.
+        """
+        from rclpy.serialization import deserialize_message, serialize_message
+
+        keys = self.plan.keys
+        blobs = [[(serialize_message(getattr(m, k)), type(getattr(m, k))) for k in keys] for m in self.messages]
         for i in range(warmup):
             self.frame_once(i, with_overlay)
         samples: dict[str, list[float]] = {s: [] for s in STAGES}
-        overhead_wall, overhead_cpu, model_cpu = [], [], []
+        overhead_wall, overhead_cpu, model_cpu, deserialise = [], [], [], []
         for i in range(frames):
+            start = time.perf_counter()
+            for blob, kind in blobs[(warmup + i) % len(blobs)]:
+                deserialize_message(blob, kind)
+            deserialise.append((time.perf_counter() - start) * 1e3)
             wall, cpu = self.frame_once(warmup + i, with_overlay)
             for name, ms in wall.items():
                 samples[name].append(ms)
@@ -146,6 +160,7 @@ class StageBench:
         out["overhead"] = summarise(overhead_wall)  # everything the node does per frame except the model
         out["overhead_cpu"] = summarise(overhead_cpu)
         out["model_cpu"] = summarise(model_cpu)
+        out["deserialise"] = summarise(deserialise)
         return out
 
 
@@ -176,7 +191,8 @@ class _CpuTimedEngine:
 
 
 def transport_in_process(messages: list[Any], keys: Sequence[str]) -> dict[str, float]:
-    """rclpy (de)serialisation of one input set: the Python-side floor of any subscriber/publisher."""
+    """rclpy deserialisation of one input set after another (nothing in between): the Python-side floor of
+    any subscriber, with the machine's caches and allocator warm for exactly that work."""
     from rclpy.serialization import deserialize_message, serialize_message
 
     blobs = [[(serialize_message(getattr(m, k)), type(getattr(m, k))) for k in keys] for m in messages]
@@ -330,7 +346,8 @@ def _offline(args: argparse.Namespace, checkpoint: str, device: str, cache_dir: 
         ros_node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
-    report["transport"] = {"in_process_deserialise_ms": transport_in_process(messages, stages.plan.keys)}
+    report["transport"] = {"in_process_deserialise_ms": report["node_stages"]["without_overlay"]["deserialise"],
+                           "back_to_back_deserialise_ms": transport_in_process(messages, stages.plan.keys)}
     if not args.no_live:
         rate = float(args.rates.split(",")[0])
         print(f"[3/4] bare receive: empty rclpy subscriber on {', '.join(stages.plan.keys)} at {rate:g} Hz")
@@ -376,8 +393,17 @@ def _render_offline(report: dict[str, Any]) -> list[str]:
         label = {"overhead": "all but model", "overhead_cpu": "  (CPU time)"}.get(stage, stage)
         lines.append(f"{label:<14}{a['p50']:>7.2f}{a['p99']:>9.2f}{b['p50']:>14.2f}")
     tr = report["transport"]
+    reference = tr["in_process_deserialise_ms"]["p50"]
+    overhead = ns["without_overlay"]["overhead_cpu"]["p50"]
     lines += ["", "== transport reference (same input messages) ==",
-              f"rclpy deserialisation in process: {tr['in_process_deserialise_ms']['p50']:.2f} ms per set"]
+              f"rclpy deserialisation in process: {reference:.2f} ms per set, timed before each frame above "
+              f"(as a node alternates them)"]
+    back_to_back = tr.get("back_to_back_deserialise_ms")
+    if back_to_back:
+        lines.append(f"  the same, sets back to back with nothing in between: {back_to_back['p50']:.2f} ms")
+    lines.append(f"node's CPU besides the model / deserialisation: {overhead:.2f} / {reference:.2f} = "
+                 f"{overhead / reference:.2f}x" + (f" (back to back: {overhead / back_to_back['p50']:.2f}x)"
+                                                    if back_to_back else ""))
     bare = tr.get("empty_subscriber")
     if bare and "cpu_ms_per_set" in bare:
         lines.append(f"empty rclpy subscriber process: {bare['cpu_ms_per_set']:.2f} ms CPU per set at "
@@ -408,8 +434,10 @@ def summary_line(report: dict[str, Any]) -> str:
         bare = report["transport"].get("empty_subscriber", {})
         ratio = f" = {overhead / bare['cpu_ms_per_set']:.2f}x bare receive ({bare['cpu_ms_per_set']:.1f} ms)" \
             if "cpu_ms_per_set" in bare else ""
+        reference = ns["without_overlay"].get("deserialise", {}).get("p50")
+        versus = f" ({overhead / reference:.1f}x rclpy deserialisation)" if reference else ""
         parts.append(f"node overhead {overhead:.1f} ms CPU/frame at {ns['sensor_size'][1]}x{ns['sensor_size'][0]}"
-                     f"{ratio}")
+                     f"{versus}{ratio}")
     ok = [r for r in report.get("reception", []) if "error" not in r]
     for size in sorted({tuple(r["sensor_size"]) for r in ok}):
         runs = [r for r in ok if tuple(r["sensor_size"]) == size]

@@ -111,6 +111,30 @@ def test_colour_is_box_filtered_by_a_whole_factor_then_bilinear():
     assert resize_colour(stripes, (256, 448)).std() < 10
 
 
+@pytest.mark.parametrize("encoding", ["bgra8", "bgr8", "rgba8", "rgb8", "mono8"])
+@pytest.mark.parametrize("sensor", [(720, 1280), (96, 144)], ids=["box+bilinear", "area"])
+def test_colour_in_the_cameras_channel_order_gives_the_input_of_rgb(encoding, sensor):
+    """A frame from the node keeps the camera's pixels (BGRA on a ZED); the model input is the same as from RGB."""
+    from road_seg_core.image_codec import to_rgb8
+
+    rng = np.random.default_rng(3)
+    channels = {"bgra8": 4, "rgba8": 4, "bgr8": 3, "rgb8": 3, "mono8": 1}[encoding]
+    pixels = rng.integers(0, 256, sensor + ((channels,) if channels > 1 else ()), dtype=np.uint8)
+    pre = Preprocessor(("rgb",), (64, 96))
+    raw = SensorFrame.from_colour(pixels, encoding)
+    assert raw.size == sensor
+    fed = pre(raw)["rgb"]
+    assert "_rgb" not in raw.__dict__ or raw.__dict__["_rgb"] is None  # no full-size RGB image was made
+    np.testing.assert_array_equal(fed, pre(SensorFrame(rgb=to_rgb8(pixels, encoding)))["rgb"])
+    np.testing.assert_array_equal(raw.rgb, to_rgb8(pixels, encoding))  # made on first read, then kept
+    assert raw.rgb is raw.rgb
+
+
+def test_a_frame_needs_its_left_image():
+    with pytest.raises(ValueError, match="needs its left image"):
+        SensorFrame(rgb=None)
+
+
 def test_the_node_runs_opencv_on_the_threads_it_is_given():
     from road_seg_core.node_config import PerceptionConfig
 

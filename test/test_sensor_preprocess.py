@@ -68,6 +68,17 @@ def test_device_inputs_equal_the_host_inputs(scenes, config):
             assert np.array_equal(a > 0, b > 0) or name == "rgb", f"{name}: validity differs"
 
 
+def test_device_colour_in_the_cameras_channel_order_equals_rgb(scenes):
+    """BGRA (a ZED's left image) is uploaded as it is and its planes picked on the device: same input as RGB."""
+    device = SensorPreprocessor(("rgb",), (96, 160), None, "cpu")
+    rgb = scenes[0].rgb
+    bgra = SensorFrame.from_colour(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA), "bgra8")
+    torch.testing.assert_close(device(bgra)["rgb"], device(SensorFrame(rgb=rgb))["rgb"], rtol=0, atol=0)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    torch.testing.assert_close(device(SensorFrame.from_colour(grey, "mono8"))["rgb"],
+                               device(SensorFrame(rgb=cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)))["rgb"], rtol=0, atol=0)
+
+
 def _tolerance(name: str, config: PreprocessConfig, host: np.ndarray) -> float:
     if name == "rgb":
         # OpenCV rounds colour to uint8 and blends bilinear in 11-bit fixed point (weights off by up to 2^-12 each

@@ -91,7 +91,7 @@ class SensorPreprocessor:
             if name in host:
                 out[name] = torch.from_numpy(np.ascontiguousarray(host[name], np.float32)).to(self.device)
             elif name == "rgb":
-                out[name] = self.rgb(frame.rgb)
+                out[name] = self.rgb(*frame.colour_pixels())
             elif name == "depth":
                 out[name] = self._one_channel(self.depth_m(frame))
             elif name == "disparity":
@@ -108,9 +108,12 @@ class SensorPreprocessor:
             self._host.reset()
 
     # -- per modality -------------------------------------------------------------------------------------------
-    def rgb(self, rgb: np.ndarray) -> Tensor:
-        """(1, 3, h, w) float32 0..255: `preprocess.resize_colour` of the uint8 colour image, on the device."""
-        image = self._upload(rgb).permute(2, 0, 1).to(torch.float32)  # uploaded as uint8: a quarter of the bytes
+    def rgb(self, image: np.ndarray, channels: tuple[int, int, int] = (0, 1, 2)) -> Tensor:
+        """(1, 3, h, w) float32 0..255: `preprocess.resize_colour` of a uint8 colour image whose R, G, B are at
+        `channels` (the camera's own order: BGRA is uploaded as it is and its planes picked on the device)."""
+        pixels = self._upload(image)  # uploaded as uint8: a quarter of the bytes
+        pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+        image = pixels.permute(2, 0, 1)[list(channels)].to(torch.float32)
         h, w = self.input_size
         factor = int(min(image.shape[1] / h, image.shape[2] / w))
         if factor >= 2:  # box filter by the whole factor (rounded like OpenCV's uint8 result), then bilinear
@@ -233,8 +236,9 @@ class SensorPreprocessor:
             x, y = src[0] / src[2], src[1] / src[2]
             grid = np.stack([(2 * x + 1) / sw - 1, (2 * y + 1) / sh - 1], axis=-1).reshape(1, h, w, 2)
             coverage = _view_coverage(tuple(homography.ravel().tolist()), src_shape, self.input_size)
+            coverage = np.ones(self.input_size, np.float32) if coverage is None else np.array(coverage)
             self._tables[key] = (torch.from_numpy(grid.astype(np.float32)).to(self.device),
-                                 torch.from_numpy(np.array(coverage)).to(self.device))
+                                 torch.from_numpy(coverage).to(self.device))
         return self._tables[key]
 
     def _one_channel(self, image: Tensor | None) -> Tensor:
