@@ -272,10 +272,12 @@ def height_code(depth: np.ndarray, plane: RoadPlane, fx: float, fy: float, cx: f
     with np.errstate(invalid="ignore"):
         code *= depth
         code += np.float32(plane.height + HEIGHT_DATUM_M)
-        np.clip(code, np.float32(1e-3), np.float32(HEIGHT_DATUM_M + MAX_HEIGHT_M), out=code)
-        invalid = ~((depth > 0) & (depth < np.inf))  # NaN, inf and 0: no measurement
-    code[invalid] = 0.0
-    return code
+        # fmin/fmax rather than clip: they turn NaN (and inf) finite, so multiplying by validity zeroes every
+        # pixel without a measurement; a masked assignment costs 4x as much with the sky's many such pixels.
+        np.fmin(code, np.float32(HEIGHT_DATUM_M + MAX_HEIGHT_M), out=code)
+        np.fmax(code, np.float32(1e-3), out=code)
+        valid = (depth > 0) & (depth < np.inf)  # NaN, inf and 0: no measurement
+    return np.multiply(code, valid, out=code)
 
 
 class RoadPlaneTracker:

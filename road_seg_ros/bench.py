@@ -161,6 +161,8 @@ class StageBench:
         out["overhead_cpu"] = summarise(overhead_cpu)
         out["model_cpu"] = summarise(model_cpu)
         out["deserialise"] = summarise(deserialise)
+        # Frame by frame, so a drift of the machine's speed during the run cancels out.
+        out["overhead_cpu_per_deserialise"] = summarise([a / b for a, b in zip(overhead_cpu, deserialise)])
         return out
 
 
@@ -404,6 +406,9 @@ def _render_offline(report: dict[str, Any]) -> list[str]:
     lines.append(f"node's CPU besides the model / deserialisation: {overhead:.2f} / {reference:.2f} = "
                  f"{overhead / reference:.2f}x" + (f" (back to back: {overhead / back_to_back['p50']:.2f}x)"
                                                     if back_to_back else ""))
+    paired = ns["without_overlay"].get("overhead_cpu_per_deserialise")
+    if paired:
+        lines.append(f"  the same ratio frame by frame: p50 {paired['p50']:.2f}x, p99 {paired['p99']:.2f}x")
     bare = tr.get("empty_subscriber")
     if bare and "cpu_ms_per_set" in bare:
         lines.append(f"empty rclpy subscriber process: {bare['cpu_ms_per_set']:.2f} ms CPU per set at "
