@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from road_seg_core.image_codec import rgb_channel_indices, to_rgb8
+
 
 @dataclass(frozen=True)
 class StereoIntrinsics:
@@ -64,13 +66,9 @@ class ColourImage:
     @property
     def rgb_channels(self) -> tuple[int, int, int]:
         """Indices of R, G and B in the last axis (0, 0, 0 for grey)."""
-        from road_seg_core.image_codec import rgb_channel_indices
-
         return rgb_channel_indices(self.encoding)
 
     def to_rgb(self) -> np.ndarray:
-        from road_seg_core.image_codec import to_rgb8
-
         return to_rgb8(self.array, self.encoding)
 
 
@@ -88,7 +86,7 @@ class SensorFrame:
     first read and kept, and `colour_pixels()` lets preprocessing skip the conversion.
     """
 
-    rgb: np.ndarray  # a property over _rgb (installed below the class), so it can be made on first read
+    rgb: np.ndarray | None  # None when `colour` is given; a property over _rgb (installed below the class)
     stamp_ns: int = 0
     frame_id: str = ""
     right_rgb: np.ndarray | None = None

@@ -151,10 +151,11 @@ class Preprocessor:
         if planes == 1:
             out[0] = small.reshape(small.shape[:2])
             return out
-        targets = [np.empty(small.shape[:2], np.uint8) for _ in range(planes)]
+        targets: list[np.ndarray | None] = [None] * planes
         for plane, channel in enumerate(channels):
             targets[channel] = out[0, plane]
-        cv2.split(small, targets)  # HWC -> CHW (and BGR(A) -> RGB) without numpy's strided copy
+        # HWC -> CHW (and BGR(A) -> RGB) without numpy's strided copy; alpha goes to a scratch plane.
+        cv2.split(small, [t if t is not None else np.empty(small.shape[:2], np.uint8) for t in targets])
         return out
 
     def depth_m(self, frame: SensorFrame) -> np.ndarray | None:
