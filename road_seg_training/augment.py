@@ -37,12 +37,15 @@ class AugmentConfig:
     `scale_range` is the zoom factor range relative to the input size (< 1
     zooms out and pads with "no data"/ignore, > 1 zooms in and crops at a random
     place). `photometric` switches the colour changes on rgb (brightness,
-    contrast, gamma, hue/saturation, noise, slight motion blur).
+    contrast, gamma, hue/saturation, noise, slight motion blur). `depth_holes` is
+    the share of samples that get stereo drop-outs punched into the depth-like maps
+    (`punch_depth_holes`); the labels stay, so a hole on the road is still road.
     """
 
     hflip: float = 0.5
     scale_range: tuple[float, float] = (0.75, 1.5)
     photometric: bool = True
+    depth_holes: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale_range", tuple(float(s) for s in self.scale_range))
@@ -51,6 +54,8 @@ class AugmentConfig:
             raise ValueError(f"scale_range must be (lo, hi) with 0 < lo <= hi, got {self.scale_range}")
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
+        if not 0.0 <= self.depth_holes <= 1.0:
+            raise ValueError(f"depth_holes must be a probability in [0, 1], got {self.depth_holes}")
 
     @classmethod
     def from_value(cls, value: "AugmentConfig | Mapping[str, Any] | None") -> "AugmentConfig":
@@ -162,6 +167,34 @@ def resize_maps(maps: Mapping[str, np.ndarray], size: tuple[int, int],
     return out
 
 
+#: Maps that hold a stereo measurement and so lose it where stereo matching fails.
+DEPTH_LIKE = ("depth", "disparity", "height")
+
+
+def punch_depth_holes(maps: dict[str, np.ndarray], rng: np.random.Generator, count: tuple[int, int] = (2, 10),
+                      radius: tuple[float, float] = (0.005, 0.04)) -> np.ndarray:
+    """Zero ("no data") the same random elliptical blobs in every depth-like map, in place; returns the blob mask.
+
+    At night a stereo camera loses depth on dark, textureless road patches, and dark wet potholes are such
+    patches too: trained only on that, a network reads any hole on the road as a pothole (on held-out night
+    drives nearly all its phantom pothole pixels were depth holes). Holes punched into the lower image
+    (where the road is) with the labels left as they are break that shortcut. `radius` is relative to width.
+    """
+    keys = [k for k in DEPTH_LIKE if k in maps]
+    if not keys:
+        return np.zeros((0, 0), bool)
+    h, w = maps[keys[0]].shape[:2]
+    holes = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        centre = (int(rng.integers(0, w)), int(rng.integers(int(0.45 * h), h)))
+        axes = tuple(max(1, int(round(w * rng.uniform(*radius) * f))) for f in (1.0, rng.uniform(0.3, 0.8)))
+        cv2.ellipse(holes, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, thickness=-1)
+    mask = holes.astype(bool)
+    for key in keys:
+        maps[key][mask] = 0
+    return mask
+
+
 def _photometric_pipeline():
     import albumentations as A  # imported only when augmenting: it is slow to import
 
@@ -188,4 +221,6 @@ class Augmenter:
         if self._photometric is not None and "rgb" in out:
             self._photometric.set_random_seed(int(rng.integers(2**31)))
             out["rgb"] = self._photometric(image=out["rgb"])["image"]
+        if self.config.depth_holes > 0 and rng.random() < self.config.depth_holes:  # no draw when off
+            punch_depth_holes(out, rng)
         return out

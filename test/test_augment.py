@@ -133,6 +133,31 @@ def test_augment_config_validation():
         AugmentConfig(scale_range=(1.5, 0.5))
     with pytest.raises(ValueError, match="hflip"):
         AugmentConfig(hflip=2.0)
+    with pytest.raises(ValueError, match="depth_holes"):
+        AugmentConfig(depth_holes=-0.1)
     with pytest.raises(ValueError, match="unknown augmentation options"):
         AugmentConfig.from_value({"rotate": 10})
     assert AugmentConfig.from_value({"scale_range": [1, 1]}).scale_range == (1.0, 1.0)
+
+
+def test_depth_holes_blank_every_depth_like_map_alike_and_keep_the_labels():
+    sample = {**_block_sample(), "height": np.full((H, W), 1.0, np.float32)}
+    plain = Augmenter((H, W), AugmentConfig(photometric=False))
+    holed = Augmenter((H, W), AugmentConfig(photometric=False, depth_holes=1.0))
+    punched = 0
+    for seed in range(6):
+        a, b = plain(sample, np.random.default_rng(seed)), holed(sample, np.random.default_rng(seed))
+        for name in ("rgb", "thermal", "target"):  # the same geometry draw; only the stereo maps lose pixels
+            np.testing.assert_array_equal(a[name], b[name])
+        lost = (a["depth"] > 0) & (b["depth"] == 0)
+        assert not lost[: int(0.45 * H) - W // 10].any()  # in the lower image, where the road is
+        for name in ("disparity", "height"):
+            np.testing.assert_array_equal(b[name] == 0, (a[name] == 0) | lost)
+        assert np.array_equal(b["depth"][~lost], a["depth"][~lost])
+        punched += lost.sum()
+    assert punched > 0
+    # Off (the default) it draws nothing from the generator: earlier configs augment exactly as before.
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    Augmenter((H, W), AugmentConfig(photometric=False, depth_holes=0.0))(sample, rng_a)
+    plain(sample, rng_b)
+    assert rng_a.random() == rng_b.random()
