@@ -12,7 +12,7 @@ def bundled_model_path() -> Path:
     path = Path(str(resources.files("road_seg_core") / "data" / BUNDLED_MODEL_NAME))
     if not path.is_file():
         raise FileNotFoundError(f"bundled model not found at {path}; rebuild it with "
-                                "the four stages in road_seg_training/configs/demo_stage2.yaml (see README)")
+                                "the five stages in road_seg_training/configs/demo_stage2.yaml (see README)")
     return path
 
 
