@@ -137,19 +137,13 @@ class StageBench:
         Interleaved, so the reference and the stages see the same machine: on a shared machine memory
         bandwidth (what deserialising 9 MB a set mostly costs) varies by half between runs a minute apart.
         """
-        from rclpy.serialization import deserialize_message, serialize_message
-
-        keys = self.plan.keys
-        blobs = [[(serialize_message(getattr(m, k)), type(getattr(m, k))) for k in keys] for m in self.messages]
+        blobs = serialised_sets(self.messages, self.plan.keys)
         for i in range(warmup):
             self.frame_once(i, with_overlay)
         samples: dict[str, list[float]] = {s: [] for s in STAGES}
         overhead_wall, overhead_cpu, model_cpu, deserialise = [], [], [], []
         for i in range(frames):
-            start = time.perf_counter()
-            for blob, kind in blobs[(warmup + i) % len(blobs)]:
-                deserialize_message(blob, kind)
-            deserialise.append((time.perf_counter() - start) * 1e3)
+            deserialise.append(deserialise_ms(blobs[(warmup + i) % len(blobs)]))
             wall, cpu = self.frame_once(warmup + i, with_overlay)
             for name, ms in wall.items():
                 samples[name].append(ms)
@@ -192,19 +186,28 @@ class _CpuTimedEngine:
         return getattr(self._engine, name)
 
 
+def serialised_sets(messages: list[Any], keys: Sequence[str]) -> list[list[tuple[bytes, type]]]:
+    """Each frame's input messages as rclpy serialises them (what a subscription receives), with their types."""
+    from rclpy.serialization import serialize_message
+
+    return [[(serialize_message(getattr(m, k)), type(getattr(m, k))) for k in keys] for m in messages]
+
+
+def deserialise_ms(blob_set: list[tuple[bytes, type]]) -> float:
+    """Milliseconds rclpy takes to deserialise one input set."""
+    from rclpy.serialization import deserialize_message
+
+    start = time.perf_counter()
+    for blob, kind in blob_set:
+        deserialize_message(blob, kind)
+    return (time.perf_counter() - start) * 1e3
+
+
 def transport_in_process(messages: list[Any], keys: Sequence[str]) -> dict[str, float]:
     """rclpy deserialisation of one input set after another (nothing in between): the Python-side floor of
     any subscriber, with the machine's caches and allocator warm for exactly that work."""
-    from rclpy.serialization import deserialize_message, serialize_message
-
-    blobs = [[(serialize_message(getattr(m, k)), type(getattr(m, k))) for k in keys] for m in messages]
-    samples = []
-    for i in range(30):
-        start = time.perf_counter()
-        for blob, kind in blobs[i % len(blobs)]:
-            deserialize_message(blob, kind)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return summarise(samples)
+    blobs = serialised_sets(messages, keys)
+    return summarise([deserialise_ms(blobs[i % len(blobs)]) for i in range(30)])
 
 
 # -- command line ---------------------------------------------------------------------------------------------------
@@ -440,7 +443,9 @@ def summary_line(report: dict[str, Any]) -> str:
         ratio = f" = {overhead / bare['cpu_ms_per_set']:.2f}x bare receive ({bare['cpu_ms_per_set']:.1f} ms)" \
             if "cpu_ms_per_set" in bare else ""
         reference = ns["without_overlay"].get("deserialise", {}).get("p50")
-        versus = f" ({overhead / reference:.1f}x rclpy deserialisation)" if reference else ""
+        back_to_back = report["transport"].get("back_to_back_deserialise_ms", {}).get("p50")
+        versus = (f" ({overhead / reference:.1f}x rclpy deserialisation between frames, "
+                  f"{overhead / back_to_back:.1f}x back to back)") if reference and back_to_back else ""
         parts.append(f"node overhead {overhead:.1f} ms CPU/frame at {ns['sensor_size'][1]}x{ns['sensor_size'][0]}"
                      f"{versus}{ratio}")
     ok = [r for r in report.get("reception", []) if "error" not in r]

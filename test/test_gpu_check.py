@@ -61,7 +61,8 @@ def test_dry_run_on_the_cpu_writes_every_step_into_one_report(tmp_path):
     stages = report["node_stages"]
     assert stages["sensor_size"] == [2 * h, 2 * w] and stages["device"] == "cpu"
     host = stages["stages"]["host"]  # on a CPU "auto" is the host path: there is no engine-side run to compare
-    assert set(stages["stages"]) == {"host", "in_process_deserialise_ms"}
+    assert set(stages["stages"]) == {"host", "back_to_back_deserialise_ms"}
+    assert host["deserialise"]["n"] == 3 and host["overhead_cpu_per_deserialise"]["p50"] > 0
     assert host["model"]["n"] == 3 and host["preprocess"]["p50"] > 0 and host["overhead_cpu"]["n"] == 3
     assert set(report["step_seconds"]) == {"gpu_tests", "model", "node_stages"}
     assert f"wrote {out}" in proc.stdout
