@@ -101,6 +101,7 @@ class Preprocessor:
             cv2.setNumThreads(self.config.opencv_threads)
         h, w = self.input_size
         self._zeros = np.zeros((1, 1, h, w), np.float32)
+        self._alpha = np.empty((0, 0), np.uint8)  # where a 4-channel colour image's alpha is split to
         # The SGBM search range is set for a 1280-wide ZED; scale it to the width SGBM actually runs at.
         self._sgbm = self.config.sgbm.for_width(w)
         #: Road-plane fit behind the "height" input, with the last good plane as fallback.
@@ -154,8 +155,11 @@ class Preprocessor:
         targets: list[np.ndarray | None] = [None] * planes
         for plane, channel in enumerate(channels):
             targets[channel] = out[0, plane]
-        # HWC -> CHW (and BGR(A) -> RGB) without numpy's strided copy; alpha goes to a scratch plane.
-        cv2.split(small, [t if t is not None else np.empty(small.shape[:2], np.uint8) for t in targets])
+        for index in (i for i, t in enumerate(targets) if t is None):  # alpha (BGRA, RGBA): a kept scratch plane
+            if self._alpha.shape != small.shape[:2]:
+                self._alpha = np.empty(small.shape[:2], np.uint8)
+            targets[index] = self._alpha
+        cv2.split(small, targets)  # HWC -> CHW (and BGR(A) -> RGB) without numpy's strided copy
         return out
 
     def depth_m(self, frame: SensorFrame) -> np.ndarray | None:

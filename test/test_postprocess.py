@@ -41,3 +41,27 @@ def test_colorize_and_upsample():
     lab = _labels()
     np.testing.assert_array_equal(colorize(lab)[3, 0], L.CLASS_COLORS[L.POSITIVE_OBSTACLE])
     assert upsample_labels(lab, (4, 6)) is not None and upsample_labels(lab, (4, 6)).shape == (4, 6)
+
+
+def test_the_overlay_of_a_frame_kept_in_the_cameras_order_shows_its_colours(tiny_checkpoint):
+    """The node keeps a ZED's BGRA as it came; the overlay (RViz) must still show RGB, and without an overlay
+    no full-size RGB image is made at all."""
+    import cv2
+
+    from road_seg_core.engines import create_engine
+    from road_seg_core.frames import SensorFrame
+    from road_seg_core.pipeline import SegmentationPipeline
+
+    rng = np.random.default_rng(5)
+    bgra = rng.integers(0, 256, (180, 320, 4), dtype=np.uint8)
+    rgb = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB)
+    pipeline = SegmentationPipeline(create_engine(tiny_checkpoint, device="cpu"))
+    plain = SensorFrame.from_colour(bgra, "bgra8")
+    assert pipeline.run(plain).masks.overlay is None and plain.__dict__.get("_rgb") is None
+    frame = SensorFrame.from_colour(bgra, "bgra8")
+    masks = pipeline.run(frame, with_overlay=True).masks
+    reference = pipeline.run(SensorFrame(rgb=rgb), with_overlay=True).masks
+    np.testing.assert_array_equal(masks.labels, reference.labels)
+    np.testing.assert_array_equal(masks.overlay, reference.overlay)
+    background = masks.labels == L.BACKGROUND
+    np.testing.assert_array_equal(masks.overlay[background], rgb[background])
