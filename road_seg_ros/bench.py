@@ -5,7 +5,7 @@ summary last:
 
 1. Model: every backend and precision this machine can run
    (`road_seg_core.bench`), latency p50/p99 and throughput.
-2. Node stages at the sensor resolution (1280x720): the node's own code paths
+2. Node stages at the sensor resolution (1280x720, road_seg_ros.bench_stages): the node's own code paths
    on sim_sensors' messages — decode (image_to_array + encoding check +
    synchroniser), convert (frame assembly: to_rgb8 / to_metres), preprocess,
    model, postprocess (make_masks), publish (array_to_image + rclpy publish),
@@ -29,185 +29,14 @@ import json
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from road_seg_core.errors import UserError
 from road_seg_core import bench as model_bench
 from road_seg_ros import bench_live
-from road_seg_ros.bench_live import summarise
+from road_seg_ros.bench_stages import STAGES, StageBench, received_messages, transport_in_process
 
-NODE_OUTPUTS = ("drivable_mask", "obstacle_mask", "labels")
-STAGES = ("decode", "convert", "preprocess", "model", "postprocess", "publish")
-
-
-# -- statistics -----------------------------------------------------------------------------------------------------
-# -- 2. node stages in one process ----------------------------------------------------------------------------------
-def received_messages(sensor_size: tuple[int, int], frames: int = 6, seed: int = 0) -> list[Any]:
-    """sim_sensors' messages for consecutive frames of its drive (day, night, fog), round-tripped through rclpy
-    serialisation so every field has the type a subscription callback sees (e.g. `data` as array.array).
-
-    Consecutive, because per-frame state (the road-plane tracking behind the "height" input) costs what it
-    costs on a car only when frames follow each other as they do on a car.
-    """
-    from rclpy.serialization import deserialize_message, serialize_message
-
-    from road_seg_core.synthetic import SceneStream
-    from road_seg_ros.sim_sensors import encode_scene
-
-    h, w = sensor_size
-    drive = SceneStream(seed, width=w, height=h, conditions=("day", "night", "fog"),
-                        frames_per_condition=max(1, frames // 3), showcase=True)
-    out = []
-    for _, scene in zip(range(frames), drive):
-        msgs = encode_scene(scene, True)
-        for field in ("left", "right", "depth", "disparity", "thermal", "left_info", "right_info"):
-            msg = getattr(msgs, field)
-            setattr(msgs, field, deserialize_message(serialize_message(msg), type(msg)))
-        out.append(msgs)
-    return out
-
-
-class StageBench:
-    """Runs the node's per-frame code on prepared messages and times each stage."""
-
-    def __init__(self, engine, cfg, messages: list[Any], ros_node, preprocess_on: str = "auto") -> None:
-        import functools
-
-        from sensor_msgs.msg import Image
-
-        from road_seg_core.input_plan import plan_inputs
-        from road_seg_core.pipeline import SegmentationPipeline
-        from road_seg_core.reception import Reception
-        from road_seg_ros.conversions import image_to_array
-
-        self.engine, self.cfg, self.messages = engine, cfg, messages
-        self.plan = plan_inputs(tuple(engine.meta.modalities), cfg)
-        self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config(), preprocess_on)
-        # The node's reception path, built the way the node builds it (same synchroniser for the same config).
-        self.reception = Reception(self.plan, cfg, functools.partial(image_to_array, use_cv_bridge=cfg.use_cv_bridge))
-        first = messages[0]
-        self.reception.receive_camera_info("left_info", first.left_info)
-        self.reception.receive_camera_info("right_info", first.right_info)
-        self.publishers = {name: ros_node.create_publisher(Image, f"~/{name}", 5) for name in NODE_OUTPUTS}
-        self.overlay_publisher = ros_node.create_publisher(Image, "~/overlay", 5)
-        self._timed = _CpuTimedEngine(engine)
-        self.pipeline.engine = self._timed  # same pipeline code; the wrapper only times the model call
-
-    def frame_once(self, index: int, with_overlay: bool = False) -> tuple[dict[str, float], dict[str, float]]:
-        """One frame through every stage: (wall ms per stage, process CPU ms per stage).
-
-        CPU time counts every thread of this process (OpenCV's and the runtime's workers included) and,
-        unlike wall time, not the time spent waiting for a core on a busy machine.
-        """
-        from road_seg_ros.conversions import array_to_image
-
-        msgs = self.messages[index % len(self.messages)]
-        stamp = 1_000_000_000 + index * 33_000_000
-        c0, t0 = time.process_time(), time.perf_counter()
-        matched: list = []
-        for key in self.plan.keys:
-            matched += self.reception.receive(key, getattr(msgs, key), stamp)
-        c1, t1 = time.process_time(), time.perf_counter()
-        if len(matched) != 1 or matched[0].missing:
-            raise RuntimeError(f"synchroniser produced {len(matched)} sets for one frame "
-                               f"(rejected: {dict(self.reception.stats.rejected)})")
-        frame = self.reception.assemble(matched[0])
-        c2, t2 = time.process_time(), time.perf_counter()
-        result = self.pipeline.run(frame, with_overlay=with_overlay)
-        c3, t3 = time.process_time(), time.perf_counter()
-        header = msgs.left.header
-        masks = result.masks
-        for name, mask in zip(NODE_OUTPUTS, (masks.drivable, masks.obstacle, masks.labels)):
-            self.publishers[name].publish(array_to_image(mask, "mono8", header))
-        if masks.overlay is not None:
-            self.overlay_publisher.publish(array_to_image(masks.overlay, "rgb8", header))
-        c4, t4 = time.process_time(), time.perf_counter()
-        wall = {"decode": (t1 - t0) * 1e3, "convert": (t2 - t1) * 1e3, **result.timings_ms,
-                "publish": (t4 - t3) * 1e3}
-        cpu = {"decode": (c1 - c0) * 1e3, "convert": (c2 - c1) * 1e3, "pipeline": (c3 - c2) * 1e3,
-               "publish": (c4 - c3) * 1e3}
-        return wall, cpu
-
-    def run(self, frames: int, with_overlay: bool = False, warmup: int = 3) -> dict[str, dict[str, float]]:
-        """Per-stage wall-time statistics, plus "overhead" (all stages but the model) in wall and CPU time,
-        and "deserialise": rclpy deserialising the same frame's input messages, timed just before it.
-
-        Interleaved, so the reference and the stages see the same machine: on a shared machine memory
-        bandwidth (what deserialising 9 MB a set mostly costs) varies by half between runs a minute apart.
-        """
-        blobs = serialised_sets(self.messages, self.plan.keys)
-        for i in range(warmup):
-            self.frame_once(i, with_overlay)
-        samples: dict[str, list[float]] = {s: [] for s in STAGES}
-        overhead_wall, overhead_cpu, model_cpu, deserialise = [], [], [], []
-        for i in range(frames):
-            deserialise.append(deserialise_ms(blobs[(warmup + i) % len(blobs)]))
-            wall, cpu = self.frame_once(warmup + i, with_overlay)
-            for name, ms in wall.items():
-                samples[name].append(ms)
-            overhead_wall.append(sum(ms for name, ms in wall.items() if name != "model"))
-            model_cpu.append(self._timed.cpu_ms)
-            overhead_cpu.append(sum(cpu.values()) - self._timed.cpu_ms)
-        out = {name: summarise(values) for name, values in samples.items()}
-        out["overhead"] = summarise(overhead_wall)  # everything the node does per frame except the model
-        out["overhead_cpu"] = summarise(overhead_cpu)
-        out["model_cpu"] = summarise(model_cpu)
-        out["deserialise"] = summarise(deserialise)
-        # Frame by frame, so a drift of the machine's speed during the run cancels out.
-        out["overhead_cpu_per_deserialise"] = summarise([a / b for a, b in zip(overhead_cpu, deserialise)])
-        return out
-
-
-class _CpuTimedEngine:
-    """Delegates to an engine and records the process CPU time of its last `infer_labels` call, so the
-    pipeline's CPU time can be split into model and everything else without changing the pipeline."""
-
-    def __init__(self, engine) -> None:
-        self._engine = engine
-        self.cpu_ms = 0.0
-
-    def infer_labels(self, inputs):
-        start = time.process_time()
-        try:
-            return self._engine.infer_labels(inputs)
-        finally:
-            self.cpu_ms = (time.process_time() - start) * 1e3
-
-    def infer_frame_labels(self, frame, preprocessor):
-        start = time.process_time()
-        try:
-            return self._engine.infer_frame_labels(frame, preprocessor)
-        finally:
-            self.cpu_ms = (time.process_time() - start) * 1e3
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)
-
-
-def serialised_sets(messages: list[Any], keys: Sequence[str]) -> list[list[tuple[bytes, type]]]:
-    """Each frame's input messages as rclpy serialises them (what a subscription receives), with their types."""
-    from rclpy.serialization import serialize_message
-
-    return [[(serialize_message(getattr(m, k)), type(getattr(m, k))) for k in keys] for m in messages]
-
-
-def deserialise_ms(blob_set: list[tuple[bytes, type]]) -> float:
-    """Milliseconds rclpy takes to deserialise one input set."""
-    from rclpy.serialization import deserialize_message
-
-    start = time.perf_counter()
-    for blob, kind in blob_set:
-        deserialize_message(blob, kind)
-    return (time.perf_counter() - start) * 1e3
-
-
-def transport_in_process(messages: list[Any], keys: Sequence[str]) -> dict[str, float]:
-    """rclpy deserialisation of one input set after another (nothing in between): the Python-side floor of
-    any subscriber, with the machine's caches and allocator warm for exactly that work."""
-    blobs = serialised_sets(messages, keys)
-    return summarise([deserialise_ms(blobs[i % len(blobs)]) for i in range(30)])
 
 
 # -- command line ---------------------------------------------------------------------------------------------------

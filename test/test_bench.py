@@ -15,6 +15,7 @@ import torch
 from road_seg_core import bench as model_bench
 from road_seg_core.engines import create_engine
 from road_seg_ros import bench as node_bench
+from road_seg_ros import bench_stages
 from road_seg_core.node_config import PerceptionConfig
 from tiny_models import TINY, save_calibrated
 
@@ -43,27 +44,27 @@ def test_model_bench_times_available_backends_and_explains_the_others(ckpt, tmp_
 
 def test_stage_bench_runs_the_node_code_paths(ckpt, tmp_path):
     engine = create_engine(ckpt, backend="onnxruntime", device="cpu", cache_dir=tmp_path, threads=1)
-    messages = node_bench.received_messages((180, 320), frames=1)
+    messages = bench_stages.received_messages((180, 320), frames=1)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=random.randint(201, 230))
     try:
         node = rclpy.create_node("road_seg", context=context)
-        stages = node_bench.StageBench(engine, PerceptionConfig(), messages, node)
+        stages = bench_stages.StageBench(engine, PerceptionConfig(), messages, node)
         assert stages.plan.keys == ("left", "depth", "thermal")
         plain = stages.run(3, warmup=1)
         with_overlay = stages.run(3, with_overlay=True, warmup=1)
-        on_engine = node_bench.StageBench(engine, PerceptionConfig(), messages, node, "engine")
+        on_engine = bench_stages.StageBench(engine, PerceptionConfig(), messages, node, "engine")
         assert on_engine.pipeline.on_device and not stages.pipeline.on_device  # auto on a CPU: the host
         engine_side = on_engine.run(3, warmup=1)
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
     for result in (plain, with_overlay):
-        assert set(node_bench.STAGES) <= set(result)
-        assert all(result[s]["n"] == 3 and result[s]["p50"] >= 0 for s in node_bench.STAGES)
+        assert set(bench_stages.STAGES) <= set(result)
+        assert all(result[s]["n"] == 3 and result[s]["p50"] >= 0 for s in bench_stages.STAGES)
         assert result["model_cpu"]["n"] == 3 and result["overhead_cpu"]["p50"] > 0
         # "overhead" is every stage but the model: never more than the sum of the per-stage maxima.
-        assert result["overhead"]["p50"] <= sum(result[s]["p99"] for s in node_bench.STAGES if s != "model") + 1e-6
+        assert result["overhead"]["p50"] <= sum(result[s]["p99"] for s in bench_stages.STAGES if s != "model") + 1e-6
     # Preprocessing inside the engine call: no host stage, and its CPU time is the engine's, not overhead.
     assert engine_side["preprocess"]["p50"] == 0.0 and engine_side["model_cpu"]["p50"] > 0
     summary = node_bench.summary_line({
@@ -93,7 +94,7 @@ def test_benchmark_node_and_bag_replay_share_one_reception_path(ckpt, tmp_path):
     rclpy.init(context=context, domain_id=random.randint(201, 230))
     try:
         helper = rclpy.create_node("road_seg_bench", context=context)
-        stages = node_bench.StageBench(engine, cfg, node_bench.received_messages((90, 160), frames=1), helper)
+        stages = bench_stages.StageBench(engine, cfg, bench_stages.received_messages((90, 160), frames=1), helper)
         node = PerceptionNode(context=context, parameter_overrides=[
             Parameter("model", value=str(ckpt)), Parameter("backend", value="onnxruntime"),
             Parameter("device", value="cpu")])

@@ -79,7 +79,7 @@ def test_until_camera_info_arrives_a_height_model_still_gets_every_frame():
     from road_seg_core.input_plan import plan_inputs
     from road_seg_core.node_config import PerceptionConfig
     from road_seg_core.reception import Reception
-    from road_seg_ros.bench import received_messages
+    from road_seg_ros.bench_stages import received_messages
     from road_seg_ros.conversions import image_to_array
 
     engine = create_engine(bundled_model_path())

@@ -124,7 +124,7 @@ def node_stages(checkpoint: Path, backend: str, options: dict[str, Any], device:
         result["scope"] = f"pipeline stages only (rclpy absent: {exc})"
         result["stages"] = pipeline_stages(engine, sensor_size, frames)
         return result
-    result["scope"] = "node stages, decode to publish (road_seg_ros.bench.StageBench)"
+    result["scope"] = "node stages, decode to publish (road_seg_ros.bench_stages.StageBench)"
     result["stages"] = ros_stages(engine, sensor_size, frames)
     return result
 
@@ -158,7 +158,7 @@ def ros_stages(engine, sensor_size: tuple[int, int], frames: int) -> dict[str, A
     import rclpy
 
     from road_seg_core.node_config import PerceptionConfig
-    from road_seg_ros import bench as node_bench
+    from road_seg_ros import bench_stages as node_bench
 
     messages = node_bench.received_messages(sensor_size)
     context = rclpy.Context()
