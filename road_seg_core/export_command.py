@@ -73,10 +73,10 @@ def _run_engine(args: argparse.Namespace, checkpoint: Path, size: tuple[int, int
         calibration = None
         if args.precision == "int8":
             calibration = tensorrt_build.synthetic_calibration_batches(read_onnx_info(onnx_path),
-                                                                   args.calibration_frames)
+                                                                       args.calibration_frames)
         engine_path = tensorrt_build.build_engine(onnx_path, precision=args.precision, cache=args.cache_dir or None,
-                                              device=args.device, max_batch=args.max_batch,
-                                              calibration=calibration)
+                                                  device=args.device, max_batch=args.max_batch,
+                                                  calibration=calibration)
     except EngineError as exc:
         raise UserError(str(exc)) from None
     print(f"TensorRT engine ready: {engine_path} (from {onnx_path})")

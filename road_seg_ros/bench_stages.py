@@ -167,7 +167,8 @@ def serialised_sets(messages: list[Any], keys: Sequence[str]) -> list[list[tuple
 
 
 def deserialise_ms(blob_set: list[tuple[bytes, type]]) -> float:
-    """Milliseconds rclpy takes to deserialise one input set."""
+    """Wall milliseconds rclpy takes to deserialise one input set (one thread's work: on an idle machine its
+    CPU time, which is what the stages are compared in)."""
     from rclpy.serialization import deserialize_message
 
     start = time.perf_counter()

@@ -172,8 +172,8 @@ DEPTH_LIKE = ("depth", "disparity", "height")
 
 
 def punch_depth_holes(maps: dict[str, np.ndarray], rng: np.random.Generator, count: tuple[int, int] = (2, 10),
-                      radius: tuple[float, float] = (0.005, 0.04)) -> np.ndarray:
-    """Zero ("no data") the same random elliptical blobs in every depth-like map, in place; returns the blob mask.
+                      radius: tuple[float, float] = (0.005, 0.04)) -> None:
+    """Zero ("no data") the same random elliptical blobs in every depth-like map, in place.
 
     At night a stereo camera loses depth on dark, textureless road patches, and dark wet potholes are such
     patches too: trained only on that, a network reads any hole on the road as a pothole (on held-out drive
@@ -183,7 +183,7 @@ def punch_depth_holes(maps: dict[str, np.ndarray], rng: np.random.Generator, cou
     """
     keys = [k for k in DEPTH_LIKE if k in maps]
     if not keys:
-        return np.zeros((0, 0), bool)
+        return
     h, w = maps[keys[0]].shape[:2]
     holes = np.zeros((h, w), np.uint8)
     for _ in range(int(rng.integers(count[0], count[1] + 1))):
@@ -193,7 +193,6 @@ def punch_depth_holes(maps: dict[str, np.ndarray], rng: np.random.Generator, cou
     mask = holes.astype(bool)
     for key in keys:
         maps[key][mask] = 0
-    return mask
 
 
 def _photometric_pipeline():

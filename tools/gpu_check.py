@@ -158,21 +158,21 @@ def ros_stages(engine, sensor_size: tuple[int, int], frames: int) -> dict[str, A
     import rclpy
 
     from road_seg_core.node_config import PerceptionConfig
-    from road_seg_ros import bench_stages as node_bench
+    from road_seg_ros import bench_stages
 
-    messages = node_bench.received_messages(sensor_size)
+    messages = bench_stages.received_messages(sensor_size)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=random.randint(201, 230))
     try:
         ros_node = rclpy.create_node("road_seg_gpu_check", context=context)
         out: dict[str, Any] = {}
         for where in ("auto", "host"):
-            stages = node_bench.StageBench(engine, PerceptionConfig(), messages, ros_node, where)
+            stages = bench_stages.StageBench(engine, PerceptionConfig(), messages, ros_node, where)
             name = "engine" if stages.pipeline.on_device else "host"
             if name not in out:  # on a CPU "auto" is the host path already
                 out[name] = stages.run(frames)
         # Each stage run holds "deserialise", timed before each frame; this is the back-to-back figure.
-        out["back_to_back_deserialise_ms"] = node_bench.transport_in_process(messages, stages.plan.keys)
+        out["back_to_back_deserialise_ms"] = bench_stages.transport_in_process(messages, stages.plan.keys)
         ros_node.destroy_node()
         return out
     finally:
