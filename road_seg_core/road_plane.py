@@ -159,11 +159,9 @@ def _planes_through(triples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n, -np.einsum("kd,kd->k", n, a)
 
 
-def _refit(homogeneous: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares plane (total least squares: the scatter's smallest eigenvector) through points given as
-    float64 (x, y, z, 1) rows; normal pointing up. One 4x4 product gives the count, sums and second moments:
-    a column sum of an (N, 3) array costs more than the whole product."""
-    moments = homogeneous.T @ homogeneous
+def _plane_from_moments(moments: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane (total least squares: the scatter's smallest eigenvector) from the 4x4 moments
+    W^T W of float64 (x, y, z, 1) rows: count, sums and second moments in one matrix; normal pointing up."""
     total = moments[:3, 3]
     centre = total / moments[3, 3]
     _, vecs = np.linalg.eigh(moments[:3, :3] - np.outer(total, centre))
@@ -171,6 +169,11 @@ def _refit(homogeneous: np.ndarray) -> tuple[np.ndarray, float]:
     if n[1] > 0:
         n = -n
     return n, float(-n @ centre)
+
+
+def _moments(wide: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    picked = wide[rows]
+    return picked.T @ picked
 
 
 def fit_road_plane(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float,
@@ -226,15 +229,20 @@ def _refine(points: np.ndarray, band: np.ndarray, n: np.ndarray, h: float,
     wide = np.ones((len(points), 4))  # float64 (x, y, z, 1) for the refits; the inlier tests stay in float32
     wide[:, :3] = points
     inliers = np.abs(points @ n.astype(np.float32) + np.float32(h)) <= band
+    moments = _moments(wide, inliers)
     for _ in range(config.refine_iterations):
         if np.count_nonzero(inliers) < max(3, config.min_points // 2):
             return None
         previous = (np.asarray(n, np.float64), float(h))
-        n, h = _refit(wide[inliers])
+        n, h = _plane_from_moments(moments)
         again = np.abs(points @ n.astype(np.float32) + np.float32(h)) <= band
         # Settled: the same inliers, or a plane that moved less than 0.5 mm and 0.01 degrees.
         settled = np.array_equal(again, inliers) or (abs(h - previous[1]) < 5e-4
                                                       and abs(float(n @ previous[0])) > _COS_0_01_DEG)
+        if not settled:
+            # Between refits only a few points cross the band: updating the moments by those costs a
+            # tenth of recomputing them from every inlier (float64 sums: nothing lost to the differences).
+            moments = moments + _moments(wide, again & ~inliers) - _moments(wide, inliers & ~again)
         inliers = again
         if settled:
             break

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from road_seg_core import labels as L
 from road_seg_core.postprocess import colorize, make_masks, overlay, upsample_labels
@@ -65,3 +66,17 @@ def test_the_overlay_of_a_frame_kept_in_the_cameras_order_shows_its_colours(tiny
     np.testing.assert_array_equal(masks.overlay, reference.overlay)
     background = masks.labels == L.BACKGROUND
     np.testing.assert_array_equal(masks.overlay[background], rgb[background])
+
+
+@pytest.mark.parametrize("src, dst", [((320, 512), (720, 1280)), ((256, 448), (720, 1280)), ((7, 5), (23, 3)),
+                                      ((9, 16), (9, 40)), ((360, 640), (1080, 1920)), ((10, 10), (4, 30))])
+def test_upsampled_labels_are_exactly_cv2s_nearest_resize(src, dst):
+    """Rows copied by index after a column-only resize must pick the very pixels cv2.INTER_NEAREST picks,
+    for labels and for the 3-channel colour image the overlay upsamples."""
+    import cv2
+
+    rng = np.random.default_rng(sum(src) + sum(dst))
+    for shape in (src, src + (3,)):
+        small = rng.integers(0, 256, shape, dtype=np.uint8)
+        expected = cv2.resize(small, (dst[1], dst[0]), interpolation=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(upsample_labels(small, dst), expected)
