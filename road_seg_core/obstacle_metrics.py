@@ -11,7 +11,12 @@ misses three small ones loses little IoU. Per frame this module counts
 * pothole recall by object: connected components of ground-truth negative
   obstacle (8-connected), each found when at least one predicted negative
   obstacle pixel overlaps it; also only for objects nearer than `near_m`
-  (median ground-truth depth of the object's pixels) when depth is given.
+  (median ground-truth depth of the object's pixels) when depth is given, and
+  of those only the ones the depth camera measured (at least
+  `MIN_SENSOR_COVERAGE` of their pixels) when its depth is given too: a
+  pothole in a stereo hole (dark asphalt at night, a shadowed interior) has
+  to be found from colour and thermal alone, and users need to see which of
+  the two kinds the misses are.
 
 `ObstacleCounter` accumulates over frames (and merges, like ConfusionMatrix);
 `compute()` returns plain JSON-able numbers, NaN where nothing was counted.
@@ -32,6 +37,8 @@ from road_seg_core import labels as L
 MIN_AREA_FRACTION = 5e-5
 #: Potholes nearer than this (metres) are the ones a car must not miss.
 NEAR_M = 20.0
+#: A ground-truth object counts as measured by the depth camera when at least this share of its pixels has depth.
+MIN_SENSOR_COVERAGE = 0.5
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -55,11 +62,19 @@ class ObstacleCounter:
     objects_found: int = 0
     near_objects: int = 0
     near_found: int = 0
+    #: Near objects the depth camera measured (`MIN_SENSOR_COVERAGE`), when its depth was given, and those found.
+    near_measured: int = 0
+    near_measured_found: int = 0
     #: Ground-truth objects whose distance was unknown (no depth given, or no valid depth on them).
     objects_without_depth: int = 0
 
-    def update(self, pred: np.ndarray, target: np.ndarray, depth: np.ndarray | None = None) -> dict[str, int]:
+    def update(self, pred: np.ndarray, target: np.ndarray, depth: np.ndarray | None = None,
+               sensor_depth: np.ndarray | None = None) -> dict[str, int]:
         """Count one frame (label maps of equal shape; `depth` in metres, same shape, 0/NaN/inf = unknown).
+
+        `depth` gives each object its distance (exact depth where there is one, else the measured depth);
+        `sensor_depth` is what the depth camera measured (same shape, 0/NaN/inf = no measurement), which
+        splits the near objects into measured and not.
 
         Returns this frame's counts ({"phantom": 0/1, "objects": n, "found": k}).
         Pixels whose ground truth is `ignore_index` neither make a frame clear
@@ -70,6 +85,8 @@ class ObstacleCounter:
             raise ValueError(f"need 2-D prediction and target of one shape, got {pred.shape} and {target.shape}")
         if depth is not None and np.shape(depth) != target.shape:
             raise ValueError(f"depth shape {np.shape(depth)} != target shape {target.shape}")
+        if sensor_depth is not None and np.shape(sensor_depth) != target.shape:
+            raise ValueError(f"sensor_depth shape {np.shape(sensor_depth)} != target shape {target.shape}")
         scored = target != self.ignore_index
         truth = target == self.negative_class
         predicted = (pred == self.negative_class) & scored
@@ -99,7 +116,21 @@ class ObstacleCounter:
         near = known & (distance < self.near_m)
         self.near_objects += int(near.sum())
         self.near_found += int((near & found).sum())
+        if sensor_depth is not None:
+            measured = near & (self._object_coverage(label_image, count, sensor_depth) >= MIN_SENSOR_COVERAGE)
+            self.near_measured += int(measured.sum())
+            self.near_measured_found += int((measured & found).sum())
         return frame
+
+    @staticmethod
+    def _object_coverage(label_image: np.ndarray, count: int, depth: np.ndarray) -> np.ndarray:
+        """Share of each object's pixels with a measurement (finite and > 0) in `depth`."""
+        depth = np.asarray(depth)
+        with np.errstate(invalid="ignore"):
+            has = np.isfinite(depth) & (depth > 0)
+        pixels = np.bincount(label_image.ravel(), minlength=count + 1)[1:]
+        covered = np.bincount(label_image[has], minlength=count + 1)[1:]
+        return covered / np.maximum(pixels, 1)
 
     @staticmethod
     def _object_depths(label_image: np.ndarray, boxes: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -114,7 +145,7 @@ class ObstacleCounter:
 
     def merge(self, other: "ObstacleCounter") -> None:
         for name in ("frames", "clear_frames", "phantom_frames", "objects", "objects_found", "near_objects",
-                     "near_found", "objects_without_depth"):
+                     "near_found", "near_measured", "near_measured_found", "objects_without_depth"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def compute(self) -> dict[str, Any]:
@@ -129,6 +160,10 @@ class ObstacleCounter:
             "frames": self.frames, "clear_frames": self.clear_frames, "phantom_frames": self.phantom_frames,
             "potholes": self.objects, "potholes_found": self.objects_found,
             "near_potholes": self.near_objects, "near_potholes_found": self.near_found,
+            f"pothole_recall_near_{self.near_m:g}m_with_sensor_depth": share(self.near_measured_found,
+                                                                             self.near_measured),
+            "near_potholes_with_sensor_depth": self.near_measured,
+            "near_potholes_with_sensor_depth_found": self.near_measured_found,
             "potholes_without_depth": self.objects_without_depth,
             "min_blob_fraction": self.min_area_fraction,
         }
@@ -144,4 +179,7 @@ def obstacle_convention(counter: ObstacleCounter | None = None) -> dict[str, str
         "pothole_recall": "share of ground-truth negative-obstacle objects (8-connected components) that at least "
                           "one predicted negative-obstacle pixel overlaps",
         f"pothole_recall_near_{counter.near_m:g}m": f"the same for objects whose median depth is < {counter.near_m:g} m",
+        f"pothole_recall_near_{counter.near_m:g}m_with_sensor_depth":
+            f"the same for the near objects the depth camera measured on at least {MIN_SENSOR_COVERAGE:g} of their "
+            "pixels (the rest lie in stereo holes and must be found from colour and thermal)",
     }

@@ -94,9 +94,10 @@ def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
         overall.update(result.masks.labels, scene.labels)
         by_condition.setdefault(scene.condition, ConfusionMatrix()).update(result.masks.labels, scene.labels)
         depth_gt = scene.frame.extras.get("depth_gt")  # exact distances, for recall by distance
-        obstacles.update(result.masks.labels, scene.labels, depth_gt)
+        measured = _measured_depth(frame, depth_gt)  # what the depth camera saw: recall with / without it
+        obstacles.update(result.masks.labels, scene.labels, depth_gt, measured)
         obstacles_by_condition.setdefault(scene.condition, ObstacleCounter()).update(
-            result.masks.labels, scene.labels, depth_gt)
+            result.masks.labels, scene.labels, depth_gt, measured)
         latency.append(sum(result.timings_ms.values()))
     if not latency:
         raise UserError("no frames to evaluate")
@@ -109,6 +110,16 @@ def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
                          "label_space": "node (" + ", ".join(L.CLASS_NAMES) + ")",
                          "scored_at": "camera resolution, after the pipeline's label upsampling"}
     return out
+
+
+def _measured_depth(frame: Any, depth_gt: np.ndarray | None) -> np.ndarray | None:
+    """The frame's measured depth at label size, all holes when its depth sensor is down; None without ground
+    truth depth (no near potholes to split)."""
+    if depth_gt is None:
+        return None
+    if frame.depth is None:
+        return np.zeros(np.shape(depth_gt), np.float32)
+    return frame.depth if frame.depth.shape == np.shape(depth_gt) else None
 
 
 def without_sensors(frame: Any, drop: Sequence[str]) -> Any:

@@ -85,6 +85,37 @@ def test_pothole_recall_by_object_and_by_distance():
     assert out["clear_frames"] == 0 and math.isnan(out["phantom_frame_rate"])
 
 
+def test_near_recall_is_split_by_what_the_depth_camera_measured():
+    """Three near potholes: one fully measured (found), one in a stereo hole (missed), one measured on 60 % of
+    its pixels (missed); a far one in a hole. Only the near measured ones enter the split recall."""
+    counter = ObstacleCounter(near_m=20.0)
+    truth = road()
+    exact = np.full((H, W), 30.0, np.float32)
+    sensor = exact.copy()
+    for (r0, r1), (c0, c1), z in [((25, 30), (10, 20), 8.0), ((25, 30), (40, 50), 12.0),
+                                  ((40, 45), (10, 20), 15.0), ((40, 45), (60, 70), 35.0)]:
+        truth[r0:r1, c0:c1] = L.NEGATIVE_OBSTACLE
+        exact[r0:r1, c0:c1] = z
+        sensor[r0:r1, c0:c1] = z
+    sensor[25:30, 40:50] = np.nan  # the 12 m pothole lies in a stereo hole
+    sensor[40:42, 10:20] = 0.0  # the 15 m one: 2 of 5 rows without depth (60 % measured)
+    sensor[40:45, 60:70] = np.inf  # the far one: no measurement, and not near anyway
+    pred = road()
+    pred[26, 12] = L.NEGATIVE_OBSTACLE  # finds the measured 8 m pothole only
+    counter.update(pred, truth, exact, sensor)
+    out = counter.compute()
+    assert out["near_potholes"] == 3 and out["near_potholes_found"] == 1
+    assert out["near_potholes_with_sensor_depth"] == 2 and out["near_potholes_with_sensor_depth_found"] == 1
+    assert out["pothole_recall_near_20m_with_sensor_depth"] == pytest.approx(0.5)
+    # Without the camera's depth the split is not made (NaN), the rest is unchanged.
+    plain = ObstacleCounter(near_m=20.0)
+    plain.update(pred, truth, exact)
+    assert plain.compute()["near_potholes_with_sensor_depth"] == 0
+    assert math.isnan(plain.compute()["pothole_recall_near_20m_with_sensor_depth"])
+    with pytest.raises(ValueError, match="sensor_depth shape"):
+        counter.update(pred, truth, exact, sensor[:-1])
+
+
 def test_merge_adds_counts_and_bad_shapes_are_refused():
     a, b = ObstacleCounter(), ObstacleCounter()
     clear = road()

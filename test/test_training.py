@@ -371,3 +371,20 @@ def test_npo_from_flags_alone_builds_an_npo_model(cli, tmp_path):
     assert "training with batch_size 5" in proc.stderr and "warning" not in proc.stderr
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt.config.modalities == ("rgb", "depth") and ckpt.config.norms["depth"].scale == 255.0
+
+
+def test_evaluate_splits_near_pothole_recall_by_the_depth_cameras_measurement(tiny_checkpoint):
+    """Drive 3 has near potholes in its first day frames; they are counted twice: all of them, and those the
+    depth camera measured. With the depth sensor down none was measured, and the near count itself does not
+    change (it comes from exact distances)."""
+    from road_seg_core.engines import create_engine
+
+    engine = create_engine(str(tiny_checkpoint), backend="torch", device="cpu")
+    up = evaluate_synthetic(engine, frames=6, seed=3, width=192, height=108, conditions=("day",), drive=True)
+    down = evaluate_synthetic(engine, frames=6, seed=3, width=192, height=108, conditions=("day",), drive=True,
+                              drop=("depth",))
+    ob_up, ob_down = up["obstacles"], down["obstacles"]
+    assert ob_up["near_potholes"] > 0 and ob_up["near_potholes"] == ob_down["near_potholes"]
+    assert 0 < ob_up["near_potholes_with_sensor_depth"] <= ob_up["near_potholes"]
+    assert ob_down["near_potholes_with_sensor_depth"] == 0
+    assert ob_down["pothole_recall_near_20m_with_sensor_depth"] is None  # NaN in JSON terms: nothing to count

@@ -175,7 +175,10 @@ def _obstacle_lines(obstacles: dict[str, Any] | None) -> list[str]:
             f"{obstacles['min_blob_fraction']:g} of the image); pothole recall "
             f"{_share(obstacles, 'potholes_found', 'potholes')} (ground-truth potholes any predicted pothole pixel "
             f"overlaps), nearer than {NEAR} m {_share(obstacles, 'near_potholes_found', 'near_potholes')} "
-            f"(distance from the bag's depth; {obstacles['potholes_without_depth']} potholes without depth).", ""]
+            f"(distance from the bag's depth; {obstacles['potholes_without_depth']} potholes without depth"
+            + (f"; near ones with depth on at least half their pixels "
+               f"{_share(obstacles, 'near_potholes_with_sensor_depth_found', 'near_potholes_with_sensor_depth')}"
+               if "near_potholes_with_sensor_depth" in obstacles else "") + ").", ""]
 
 
 def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:

@@ -102,14 +102,14 @@ class Scoreboard:
         if depth is not None and depth.shape != gt.shape:
             depth = cv2.resize(np.asarray(depth, np.float32), (gt.shape[1], gt.shape[0]),
                                interpolation=cv2.INTER_NEAREST)
-        self.obstacles.update(pred, gt, depth)
+        self.obstacles.update(pred, gt, depth, depth)  # the bag's depth: distances and what the camera measured
         if condition is not None:
             if condition not in self.by_condition:
                 self.by_condition[condition] = ConfusionMatrix(len(self.class_names), self.class_names)
                 self.obstacles_by_condition[condition] = ObstacleCounter()
                 self.frames_by_condition[condition] = 0
             self.by_condition[condition].update(pred, gt)
-            self.obstacles_by_condition[condition].update(pred, gt, depth)
+            self.obstacles_by_condition[condition].update(pred, gt, depth, depth)
             self.frames_by_condition[condition] += 1
         frame_cm = ConfusionMatrix(len(self.class_names), self.class_names)
         frame_cm.update(pred, gt)
