@@ -172,6 +172,7 @@ def _plane_from_moments(moments: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _moments(wide: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """4x4 moments W^T W of the (x, y, z, 1) rows of `wide` that `rows` (a bool mask) selects."""
     picked = wide[rows]
     return picked.T @ picked
 
@@ -240,8 +241,9 @@ def _refine(points: np.ndarray, band: np.ndarray, n: np.ndarray, h: float,
         settled = np.array_equal(again, inliers) or (abs(h - previous[1]) < 5e-4
                                                       and abs(float(n @ previous[0])) > _COS_0_01_DEG)
         if not settled:
-            # Between refits only a few points cross the band: updating the moments by those costs a
-            # tenth of recomputing them from every inlier (float64 sums: nothing lost to the differences).
+            # Between refits only a few points cross the band: updating the moments by those gathers far
+            # fewer rows than recomputing them from every inlier (float64 sums: the differences lose nothing
+            # that matters; the planes of the bench drive came out identical to the last digit).
             moments = moments + _moments(wide, again & ~inliers) - _moments(wide, inliers & ~again)
         inliers = again
         if settled:
