@@ -243,7 +243,7 @@ def _refine(points: np.ndarray, band: np.ndarray, n: np.ndarray, h: float,
         if not settled:
             # Between refits only a few points cross the band: updating the moments by those gathers far
             # fewer rows than recomputing them from every inlier (float64 sums: the differences lose nothing
-            # that matters; the planes of the bench drive came out identical to the last digit).
+            # that matters: on the bench drive the planes agreed within 0.1 µm and 1e-5 degrees).
             moments = moments + _moments(wide, again & ~inliers) - _moments(wide, inliers & ~again)
         inliers = again
         if settled:
