@@ -58,7 +58,8 @@ class SegmentationPipeline:
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.engine.meta.modalities)
 
-    def run(self, frame: SensorFrame, with_overlay: bool = False) -> PipelineResult:
+    def run(self, frame: SensorFrame, with_overlay: bool = False, out: Masks | None = None) -> PipelineResult:
+        """Masks for one frame; with `out` (arrays at the frame's size) they are written into its arrays."""
         t0 = time.perf_counter()
         if self.on_device:
             t1 = t0
@@ -69,7 +70,7 @@ class SegmentationPipeline:
             labels_small = self.engine.infer_labels(inputs)[0]
         t2 = time.perf_counter()
         # The full-size RGB image is made only for the overlay (a frame from the node holds the camera's pixels).
-        masks = make_masks(labels_small, frame.rgb if with_overlay else None, frame.size, with_overlay)
+        masks = make_masks(labels_small, frame.rgb if with_overlay else None, frame.size, with_overlay, out)
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return PipelineResult(masks=masks, timings_ms=timings)

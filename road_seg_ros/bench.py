@@ -8,7 +8,7 @@ summary last:
 2. Node stages at the sensor resolution (1280x720, road_seg_ros.bench_stages): the node's own code paths
    on sim_sensors' messages — decode (image_to_array + encoding check +
    synchroniser), convert (frame assembly: to_rgb8 / to_metres), preprocess,
-   model, postprocess (make_masks), publish (array_to_image + rclpy publish),
+   model, postprocess (make_masks, into the messages' buffers), publish (rclpy publish),
    in one process, frame after frame; before each frame, rclpy deserialises
    its input messages (timed: the in-process transport reference).
 3. Transport reference: an empty rclpy subscriber process receiving the same

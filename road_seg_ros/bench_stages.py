@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 from road_seg_ros.bench_live import summarise
 
-NODE_OUTPUTS = ("drivable_mask", "obstacle_mask", "labels")
 STAGES = ("decode", "convert", "preprocess", "model", "postprocess", "publish")
 
 
@@ -48,12 +47,11 @@ class StageBench:
     def __init__(self, engine, cfg, messages: list[Any], ros_node, preprocess_on: str = "auto") -> None:
         import functools
 
-        from sensor_msgs.msg import Image
-
         from road_seg_core.input_plan import plan_inputs
         from road_seg_core.pipeline import SegmentationPipeline
         from road_seg_core.reception import Reception
         from road_seg_ros.conversions import image_to_array
+        from road_seg_ros.mask_publisher import MaskPublishers
 
         self.engine, self.cfg, self.messages = engine, cfg, messages
         self.plan = plan_inputs(tuple(engine.meta.modalities), cfg)
@@ -63,8 +61,7 @@ class StageBench:
         first = messages[0]
         self.reception.receive_camera_info("left_info", first.left_info)
         self.reception.receive_camera_info("right_info", first.right_info)
-        self.publishers = {name: ros_node.create_publisher(Image, f"~/{name}", 5) for name in NODE_OUTPUTS}
-        self.overlay_publisher = ros_node.create_publisher(Image, "~/overlay", 5)
+        self.outputs = MaskPublishers(ros_node, 5)
         self._timed = _CpuTimedEngine(engine)
         self.pipeline.engine = self._timed  # same pipeline code; the wrapper only times the model call
 
@@ -74,8 +71,6 @@ class StageBench:
         CPU time counts every thread of this process (OpenCV's and the runtime's workers included) and,
         unlike wall time, not the time spent waiting for a core on a busy machine.
         """
-        from road_seg_ros.conversions import array_to_image
-
         msgs = self.messages[index % len(self.messages)]
         stamp = 1_000_000_000 + index * 33_000_000
         c0, t0 = time.process_time(), time.perf_counter()
@@ -88,14 +83,9 @@ class StageBench:
                                f"(rejected: {dict(self.reception.stats.rejected)})")
         frame = self.reception.assemble(matched[0])
         c2, t2 = time.process_time(), time.perf_counter()
-        result = self.pipeline.run(frame, with_overlay=with_overlay)
+        result = self.pipeline.run(frame, with_overlay, out=self.outputs.buffers(frame.size, with_overlay))
         c3, t3 = time.process_time(), time.perf_counter()
-        header = msgs.left.header
-        masks = result.masks
-        for name, mask in zip(NODE_OUTPUTS, (masks.drivable, masks.obstacle, masks.labels)):
-            self.publishers[name].publish(array_to_image(mask, "mono8", header))
-        if masks.overlay is not None:
-            self.overlay_publisher.publish(array_to_image(masks.overlay, "rgb8", header))
+        self.outputs.publish(msgs.left.header, result.masks)
         c4, t4 = time.process_time(), time.perf_counter()
         wall = {"decode": (t1 - t0) * 1e3, "convert": (t2 - t1) * 1e3, **result.timings_ms,
                 "publish": (t4 - t3) * 1e3}

@@ -41,8 +41,9 @@ from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_core.reception import Reception, SyncedSet, check_sync_policy
 from road_seg_core.sensor_spec import stamp_ns
 from road_seg_core.telemetry import NodeStats
-from road_seg_ros.conversions import array_to_image, image_to_array
+from road_seg_ros.conversions import image_to_array
 from road_seg_ros.diagnostics import build_diagnostics
+from road_seg_ros.mask_publisher import MaskPublishers
 from road_seg_ros.node_exit import end_process
 
 
@@ -69,10 +70,7 @@ class PerceptionNode(Node):
         self._last_log: dict[tuple[str, str], float] = {}
 
         out_qos = qos_profile("reliable", 5)
-        self.pub_drivable = self.create_publisher(Image, "~/drivable_mask", out_qos)
-        self.pub_obstacle = self.create_publisher(Image, "~/obstacle_mask", out_qos)
-        self.pub_labels = self.create_publisher(Image, "~/labels", out_qos)
-        self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
+        self.outputs = MaskPublishers(self, out_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         self.reception = Reception(self.plan, self.cfg,
@@ -175,7 +173,8 @@ class PerceptionNode(Node):
                 continue
             t_conv = time.perf_counter()
             try:
-                result = self.pipeline.run(frame, with_overlay=self.pub_overlay.get_subscription_count() > 0)
+                with_overlay = self.outputs.overlay_wanted
+                result = self.pipeline.run(frame, with_overlay, out=self.outputs.buffers(frame.size, with_overlay))
             except Exception as exc:
                 with self.stats.lock:
                     self.stats.failed_sets += 1
@@ -201,11 +200,7 @@ class PerceptionNode(Node):
         return self.reception.sensors_down
 
     def _publish(self, header: Header, masks) -> None:
-        self.pub_drivable.publish(array_to_image(masks.drivable, "mono8", header))
-        self.pub_obstacle.publish(array_to_image(masks.obstacle, "mono8", header))
-        self.pub_labels.publish(array_to_image(masks.labels, "mono8", header))
-        if masks.overlay is not None:
-            self.pub_overlay.publish(array_to_image(masks.overlay, "rgb8", header))
+        self.outputs.publish(header, masks)
         now_ns = self.get_clock().now().nanoseconds
         with self.stats.lock:
             self.stats.published += 1
