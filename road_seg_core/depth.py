@@ -39,17 +39,43 @@ def _select(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _bounds(min_value: float, max_value: float) -> tuple[float, float]:
+    """The valid range as float32 values: strictly positive, finite."""
+    if not min_value <= max_value:
+        raise ValueError(f"min_value {min_value} > max_value {max_value}")
+    return max(float(min_value), _TINY), min(float(max_value), _FLOAT32_MAX)
+
+
+def zero_invalid(values: np.ndarray, min_value: float = 0.0, max_value: float = math.inf) -> np.ndarray:
+    """`sanitize(values)[0]` computed in place: `values` (float32, C-contiguous, the caller's own copy) with
+    every invalid pixel set to 0, returned.
+
+    Three in-place cv2 passes (NaN -> 0, below the range -> 0, above -> 0) instead of a mask, a zeroed
+    array and a masked copy; the per-frame path on the car, where the array was just made by a resize.
+    """
+    lo, hi = _bounds(min_value, max_value)
+    if values.dtype != np.float32 or not values.flags.c_contiguous or not values.flags.writeable:
+        raise ValueError(f"zero_invalid needs a writeable C-contiguous float32 array, got {values.dtype}")
+    if values.size == 0:
+        return values
+    flat = values.reshape(1, -1) if values.ndim != 2 else values
+    cv2.patchNaNs(flat, 0.0)
+    # TOZERO keeps v > t: the float32 just below lo makes that v >= lo; TOZERO_INV zeroes v > hi (and +inf).
+    cv2.threshold(flat, float(np.nextafter(np.float32(lo), np.float32(-np.inf))), 0.0, cv2.THRESH_TOZERO, dst=flat)
+    cv2.threshold(flat, float(np.float32(hi)), 0.0, cv2.THRESH_TOZERO_INV, dst=flat)
+    return values
+
+
 def sanitize(values: np.ndarray, min_value: float = 0.0, max_value: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
     """(float32 copy with invalid pixels set to 0, bool valid mask).
 
     Invalid: NaN, ±inf, <= 0, < min_value or > max_value. Bounds are inclusive.
     """
-    if not min_value <= max_value:
-        raise ValueError(f"min_value {min_value} > max_value {max_value}")
+    lo, hi = _bounds(min_value, max_value)
     v = np.ascontiguousarray(values, dtype=np.float32)
     if v.size == 0:
         return v.copy(), np.zeros(v.shape, dtype=bool)
-    mask = _in_range_mask(v, max(float(min_value), _TINY), min(float(max_value), _FLOAT32_MAX))
+    mask = _in_range_mask(v, lo, hi)
     return _select(v, mask), mask != 0
 
 

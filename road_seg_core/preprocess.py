@@ -175,7 +175,7 @@ class Preprocessor:
                 return None
             fx = frame_intrinsics(frame).scaled(self.input_size[1], self.input_size[0]).fx
             depth = depth_ops.disparity_to_depth(disparity, fx, frame_intrinsics(frame).baseline_m)
-        return depth_ops.sanitize(depth, cfg.min_depth_m, cfg.max_depth_m)[0]
+        return depth_ops.zero_invalid(depth, cfg.min_depth_m, cfg.max_depth_m)  # a new array either way
 
     def disparity_px(self, frame: SensorFrame) -> np.ndarray | None:
         """Disparity in pixels at the model's input width, 0 where invalid; None if the sensor is missing."""
@@ -229,11 +229,11 @@ class Preprocessor:
         return depth_ops.stereo_disparity(left, right, self._sgbm)
 
     def _resize_nearest(self, image: np.ndarray) -> np.ndarray:
+        """float32 at the input size, nearest-neighbour; always a new array (the caller may write into it)."""
         h, w = self.input_size
-        image = np.asarray(image, dtype=np.float32)
         if image.shape[:2] == (h, w):
-            return image
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
+            return np.array(image, dtype=np.float32, order="C")
+        return cv2.resize(np.asarray(image, dtype=np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
 
     def _one_channel(self, name: str, image: np.ndarray | None) -> np.ndarray:
         if image is None:

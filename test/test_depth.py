@@ -14,6 +14,7 @@ from road_seg_core.depth import (
     rescale_disparity,
     sanitize,
     stereo_disparity,
+    zero_invalid,
 )
 from road_seg_core.frames import StereoIntrinsics
 
@@ -52,6 +53,35 @@ def test_sanitize_keeps_batch_shape_and_accepts_integers():
 def test_sanitize_rejects_inverted_bounds():
     with pytest.raises(ValueError):
         sanitize(np.ones(3), 10.0, 1.0)
+
+
+@pytest.mark.parametrize("bounds", [(0.3, 40.0), (1e-3, np.inf), (0.0, np.inf), (-5.0, 10.0), (0.5, 0.5)])
+def test_zero_invalid_in_place_equals_sanitize_at_every_edge(bounds):
+    f32 = np.float32
+    lo, hi = (f32(max(b, np.finfo(f32).tiny)) if i == 0 else f32(min(b, np.finfo(f32).max))
+              for i, b in enumerate(bounds))
+    edges = [np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, np.finfo(f32).tiny, np.finfo(f32).tiny / 2, 1e-30, 5.0,
+             lo, np.nextafter(lo, f32(-1)), np.nextafter(lo, f32(2)), hi, np.nextafter(hi, f32(0)),
+             np.nextafter(hi, f32(np.inf)), np.finfo(f32).max]
+    rng = np.random.default_rng(1)
+    random = rng.uniform(-2.0, 60.0, 400).astype(f32)
+    random[rng.random(400) < 0.2] = np.nan
+    for values in (np.array(edges, f32), random.reshape(20, 20), random.reshape(2, 10, 20)):
+        expected, _ = sanitize(values, *bounds)
+        work = values.copy()
+        assert zero_invalid(work, *bounds) is work  # written in place
+        np.testing.assert_array_equal(work, expected)
+
+
+def test_zero_invalid_refuses_what_it_cannot_write_in_place():
+    with pytest.raises(ValueError, match="float32"):
+        zero_invalid(np.ones(3, np.float64))
+    frozen = np.ones(3, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        zero_invalid(frozen)
+    with pytest.raises(ValueError, match="min_value"):
+        zero_invalid(np.ones(3, np.float32), 10.0, 1.0)
 
 
 def test_depth_disparity_known_values():

@@ -39,6 +39,18 @@ def test_invalid_depth_becomes_zero_and_valid_depth_is_kept():
     np.testing.assert_allclose(out[21:], 10.0)
 
 
+def test_depth_at_the_input_size_is_sanitised_in_a_copy():
+    """Invalid pixels are zeroed in place in the resized copy; at the input size there is no resize, and the
+    sensor's own array (a message buffer on the car, read-only) must not be written."""
+    depth = np.full((H, W), 7.0, np.float32)
+    depth[:5] = np.nan
+    depth.flags.writeable = False
+    frame = SensorFrame(rgb=np.zeros((H, W, 3), np.uint8), depth=depth, intrinsics=INTR.scaled(W, H))
+    out = Preprocessor(("rgb", "depth"), (H, W))(frame)["depth"][0, 0]
+    assert (out[:5] == 0).all() and (out[5:] == 7.0).all()
+    assert np.isnan(depth[:5]).all()
+
+
 def test_depth_to_disparity_uses_scaled_intrinsics():
     depth = np.full((128, 192), 4.0, np.float32)
     out = Preprocessor(("rgb", "disparity"), (H, W))(_frame(depth=depth))["disparity"][0, 0]
