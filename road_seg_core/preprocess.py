@@ -212,7 +212,7 @@ class Preprocessor:
             return None
         h, w = self.input_size
         intr = frame.intrinsics.scaled(w, h)
-        return self.road_plane.height_input(depth_m, intr.fx, intr.fy, intr.cx, intr.cy)
+        return self.road_plane.height_input(depth_m, intr.fx, intr.fy, intr.cx, intr.cy, sanitized=True)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _disparity_at_input(self, frame: SensorFrame) -> np.ndarray | None:

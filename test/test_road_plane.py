@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from road_seg_core.depth import sanitize
 from road_seg_core.frames import SensorFrame, StereoIntrinsics
 from road_seg_core.preprocess import Preprocessor
 from road_seg_core.road_plane import (HEIGHT_DATUM_M, RoadPlane, RoadPlaneConfig, RoadPlaneTracker, encode_height,
@@ -130,8 +131,14 @@ def test_the_fused_height_code_equals_encoding_the_residual():
     depth[3::11, ::3] = np.inf
     depth[5::13] = 0.0
     depth[50:60, 40:60] = 0.02  # far below the clip: a deep hole reads as the datum's floor
+    depth[20, :5] = (-1.0, -np.inf, np.finfo(np.float32).tiny, -0.0, 1e-3)
     expected = encode_height(*residual_height(depth, plane, FX, FY, CX, CY))
+    untouched = depth.copy()
     np.testing.assert_allclose(height_code(depth, plane, FX, FY, CX, CY), expected, atol=1e-5)
+    np.testing.assert_array_equal(depth, untouched)  # the caller's depth is read, never written
+    # Depth already sanitised (0 = none, as the Preprocessor's) skips the copy and gives the same code.
+    np.testing.assert_array_equal(height_code(sanitize(depth)[0], plane, FX, FY, CX, CY, sanitized=True),
+                                  height_code(depth, plane, FX, FY, CX, CY))
 
 
 def test_tracking_from_the_last_plane_gives_the_plane_a_fresh_fit_gives(monkeypatch):
