@@ -112,7 +112,9 @@ def make_masks(labels_small: np.ndarray, rgb: np.ndarray | None, size: tuple[int
 
     With `out`, its arrays are filled in place and returned (its overlay, when None, is made anew).
     """
-    into = (lambda name: None) if out is None else (lambda name: getattr(out, name))
+    def into(name: str) -> np.ndarray | None:
+        return None if out is None else getattr(out, name)
+
     labels = upsample_labels(labels_small, size, out=into("labels"))
     ov = None
     if with_overlay and rgb is not None:

@@ -7,7 +7,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from road_seg_core.pipeline import SegmentationPipeline
-from road_seg_core.postprocess import make_masks
+from road_seg_core.postprocess import Masks, make_masks
 from road_seg_ros.mask_publisher import MaskPublishers
 from rosutil import Collector
 
@@ -82,10 +82,10 @@ def test_pipeline_writes_into_the_buffers_it_is_given(tiny_checkpoint):
     frame = render_scene(0, width=96, height=64).frame
     pipeline = SegmentationPipeline(engine)
     reference = pipeline.run(frame).masks
-    buffers = make_masks(np.zeros((1, 1), np.uint8), None, frame.size)  # arrays of the frame's size
+    buffers = Masks(*(np.empty(frame.size, np.uint8) for _ in range(3)))
     masks = pipeline.run(frame, out=buffers).masks
     assert masks.labels is buffers.labels and masks.drivable is buffers.drivable
     np.testing.assert_array_equal(masks.labels, reference.labels)
     np.testing.assert_array_equal(masks.obstacle, reference.obstacle)
-    with pytest.raises(ValueError, match="output array"):
-        make_masks(np.zeros((2, 2), np.uint8), None, (4, 4), out=make_masks(np.zeros((1, 1), np.uint8), None, (3, 3)))
+    with pytest.raises(ValueError, match="output array"):  # a buffer of another size: refused, not reallocated
+        make_masks(np.zeros((2, 2), np.uint8), None, (4, 4), out=Masks(*(np.empty((3, 3), np.uint8) for _ in range(3))))
