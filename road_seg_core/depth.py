@@ -55,7 +55,8 @@ def zero_invalid(values: np.ndarray, min_value: float = 0.0, max_value: float = 
     """
     lo, hi = _bounds(min_value, max_value)
     if values.dtype != np.float32 or not values.flags.c_contiguous or not values.flags.writeable:
-        raise ValueError(f"zero_invalid needs a writeable C-contiguous float32 array, got {values.dtype}")
+        raise ValueError(f"zero_invalid needs a writeable C-contiguous float32 array, got {values.dtype} "
+                         f"(C-contiguous: {values.flags.c_contiguous}, writeable: {values.flags.writeable})")
     if values.size == 0:
         return values
     flat = values.reshape(1, -1) if values.ndim != 2 else values
@@ -77,6 +78,15 @@ def sanitize(values: np.ndarray, min_value: float = 0.0, max_value: float = math
         return v.copy(), np.zeros(v.shape, dtype=bool)
     mask = _in_range_mask(v, lo, hi)
     return _select(v, mask), mask != 0
+
+
+def resize_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A depth-like map (any real dtype) as float32 at (h, w), nearest-neighbour so a hole never blends into a
+    fake surface; always a new array, so the caller may write into it (`zero_invalid`)."""
+    h, w = int(size[0]), int(size[1])
+    if np.shape(values)[:2] == (h, w):
+        return np.array(values, dtype=np.float32, order="C")
+    return cv2.resize(np.asarray(values, dtype=np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def _check_stereo(fx: float, baseline_m: float) -> float:

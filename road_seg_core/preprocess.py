@@ -168,7 +168,7 @@ class Preprocessor:
         if cfg.depth_source == "depth":
             if frame.depth is None:
                 return None
-            depth = self._resize_nearest(frame.depth)
+            depth = depth_ops.resize_nearest(frame.depth, self.input_size)
         else:
             disparity = self._disparity_at_input(frame)
             if disparity is None:
@@ -183,7 +183,7 @@ class Preprocessor:
         if cfg.depth_source == "depth":
             if frame.depth is None:
                 return None
-            depth = self._resize_nearest(frame.depth)
+            depth = depth_ops.resize_nearest(frame.depth, self.input_size)
             intr = frame_intrinsics(frame)
             fx = intr.scaled(self.input_size[1], self.input_size[0]).fx
             disparity = depth_ops.depth_to_disparity(depth, fx, intr.baseline_m)
@@ -220,20 +220,13 @@ class Preprocessor:
         if self.config.depth_source == "disparity":
             if frame.disparity is None:
                 return None
-            return depth_ops.rescale_disparity(self._resize_nearest(frame.disparity), w / frame.disparity.shape[1])
+            return depth_ops.rescale_disparity(depth_ops.resize_nearest(frame.disparity, self.input_size), w / frame.disparity.shape[1])
         if frame.right_rgb is None:
             return None
         # SGBM at the model's resolution: disparities come out in input-width pixels, and it is ~20x cheaper than 720p.
         left = cv2.resize(frame.rgb, (w, h), interpolation=cv2.INTER_AREA)
         right = cv2.resize(frame.right_rgb, (w, h), interpolation=cv2.INTER_AREA)
         return depth_ops.stereo_disparity(left, right, self._sgbm)
-
-    def _resize_nearest(self, image: np.ndarray) -> np.ndarray:
-        """float32 at the input size, nearest-neighbour; always a new array (the caller may write into it)."""
-        h, w = self.input_size
-        if image.shape[:2] == (h, w):
-            return np.array(image, dtype=np.float32, order="C")
-        return cv2.resize(np.asarray(image, dtype=np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
 
     def _one_channel(self, name: str, image: np.ndarray | None) -> np.ndarray:
         if image is None:

@@ -283,9 +283,8 @@ def height_code(depth: np.ndarray, plane: RoadPlane, fx: float, fy: float, cx: f
     `sanitized`: `depth` is already 0 wherever it is no measurement and finite and > 0 elsewhere (the
     Preprocessor's is), so the copy that makes it so is skipped.
     """
-    depth = np.asarray(depth, dtype=np.float32)
-    if not sanitized:
-        depth = zero_invalid(np.array(depth, dtype=np.float32, order="C"))  # NaN, inf and <= 0: no measurement
+    # Not yet sanitised: NaN, inf and <= 0 (no measurement) become 0 in a copy.
+    depth = np.asarray(depth, np.float32) if sanitized else zero_invalid(np.array(depth, np.float32, order="C"))
     xr, yr = pixel_rays(depth.shape, fx, fy, cx, cy)
     nx, ny, nz = (np.float32(v) for v in plane.normal)
     code = nx * xr + (ny * yr + nz)  # the per-pixel ray's height slope, broadcast from one row and one column

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from road_seg_core import labels as L
+from road_seg_core.depth import resize_nearest
 from road_seg_core.errors import UserError
 from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.obstacle_metrics import ObstacleCounter, obstacle_convention
@@ -119,7 +120,7 @@ def _measured_depth(frame: Any, depth_gt: np.ndarray | None) -> np.ndarray | Non
         return None
     if frame.depth is None:
         return np.zeros(np.shape(depth_gt), np.float32)
-    return frame.depth if frame.depth.shape == np.shape(depth_gt) else None
+    return frame.depth if frame.depth.shape == np.shape(depth_gt) else resize_nearest(frame.depth, np.shape(depth_gt))
 
 
 def without_sensors(frame: Any, drop: Sequence[str]) -> Any:

@@ -95,6 +95,11 @@ def test_bad_argument_is_one_line_too(tmp_path):
     assert_one_line_error(proc, "train", "--epochs", "abc")
 
 
+def test_a_negative_montage_is_one_line(tmp_path):
+    proc = road_seg("eval-bag", "some_bag", "--montage", "-1", cwd=tmp_path)
+    assert_one_line_error(proc, "eval-bag", "--montage", "-1")
+
+
 # -- the traceback on request ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback(tmp_path, how):

@@ -73,3 +73,21 @@ def test_montage_rows_are_the_composed_picture_with_one_legend(tmp_path):
     rgb = np.zeros((H, W, 3), np.uint8)
     lab = np.ones((H, W), np.uint8)
     assert make_tile(rgb, lab, lab).shape[1] == 3 * W + 2 * 4
+
+
+def test_a_bag_depth_at_another_resolution_gives_the_potholes_their_distance():
+    """The bag's depth is resized to the ground truth's size (it used to name an unimported cv2 there)."""
+    board = Scoreboard(keep=0)  # `eval-bag --montage 0`: no tiles kept
+    gt = np.full((H, W), L.DRIVABLE, np.uint8)
+    gt[20:24, 30:34] = L.NEGATIVE_OBSTACLE  # one pothole, found
+    gt[40:44, 4:8] = L.NEGATIVE_OBSTACLE  # one missed
+    pred = gt.copy()
+    pred[40:44, 4:8] = L.DRIVABLE
+    depth = np.full((H * 2, W * 2), 12.0, np.float32)  # measured everywhere, 12 m: both potholes are near
+    depth[80:86, 8:16] = np.nan  # the missed one lies mostly in a stereo hole: 3 of its 4 rows unmeasured
+    board.add_frame(1, np.zeros((H, W, 3), np.uint8), pred, gt, "night", depth=depth)
+    obstacles = board.obstacles.compute()
+    assert (obstacles["near_potholes"], obstacles["near_potholes_found"]) == (2, 1)  # both 12 m away
+    assert obstacles["potholes_without_depth"] == 0
+    assert (obstacles["near_potholes_with_sensor_depth"], obstacles["near_potholes_with_sensor_depth_found"]) == (1, 1)
+    assert board.worst() == board.best() == [] and board.evaluated == 1

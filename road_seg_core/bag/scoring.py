@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from road_seg_core import labels as L
+from road_seg_core.depth import resize_nearest
 from road_seg_core.metrics import ConfusionMatrix
 from road_seg_core.obstacle_metrics import ObstacleCounter
 from road_seg_core.visualize import compose_small
@@ -100,8 +101,7 @@ class Scoreboard:
             return
         self.overall.update(pred, gt)
         if depth is not None and depth.shape != gt.shape:
-            depth = cv2.resize(np.asarray(depth, np.float32), (gt.shape[1], gt.shape[0]),
-                               interpolation=cv2.INTER_NEAREST)
+            depth = resize_nearest(depth, gt.shape)
         self.obstacles.update(pred, gt, depth, depth)  # the bag's depth: distances and what the camera measured
         if condition is not None:
             if condition not in self.by_condition:
@@ -121,6 +121,8 @@ class Scoreboard:
         self._offer(score, int(stamp_ns), condition, rgb, pred, gt)
 
     def _offer(self, score: float, stamp: int, condition: str | None, rgb, pred, gt) -> None:
+        if self.keep <= 0:  # no montage asked for
+            return
         tile: Tile | None = None
 
         def make() -> Tile:
