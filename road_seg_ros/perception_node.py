@@ -82,6 +82,12 @@ class PerceptionNode(Node):
         # Sensor down / back is reported through this node's logger (throttled), not the synchroniser's own log.
         logging.getLogger("road_seg_core.sensor_timeout").setLevel(logging.ERROR)
         self._subs = []
+        # Messages are collected per wait of the executor and fed to the synchroniser in stamp order once the
+        # wait's subscriptions are all taken (`Reception.receive_batch`: after a stall, the order of the
+        # subscriptions would otherwise decide which message a set gets).
+        self._pending: list[tuple[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._batch_done = self.create_guard_condition(self._feed_pending)
         for inp in self.plan.sync_inputs:
             q = getattr(self.cfg.qos, inp.key)
             msg_type = DisparityImage if inp.key == "disparity" else Image
@@ -136,10 +142,18 @@ class PerceptionNode(Node):
     # -- reception ----------------------------------------------------------------------------------------------
     def _receiver(self, key: str) -> Callable[[Any], None]:
         def on_message(msg: Any) -> None:
-            for synced in self.reception.receive(key, msg):
-                self._hand_off(synced)
+            with self._pending_lock:
+                self._pending.append((key, msg))
+            # Its callback runs after this wait's subscriptions: a guard triggered now is seen by the next wait.
+            self._batch_done.trigger()
 
         return on_message
+
+    def _feed_pending(self) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        for synced in self.reception.receive_batch(batch):
+            self._hand_off(synced)
 
     def _hand_off(self, synced: SyncedSet) -> None:
         if self._slot.put(synced):

@@ -268,4 +268,4 @@ def test_played_into_the_node_gives_the_masks_eval_bag_writes(ros_domain, bin_di
     assert len(offline) - len(online) == int(diag["dropped_sets"]) and diag["failed_sets"] == "0", diag
     for key in ("labels", "drivable", "obstacle"):
         for msg in collector.messages[topics[key]]:
-            assert np.array_equal(_array(msg), offline[_stamp(msg)][key]), (key, _stamp(msg))
+            assert np.array_equal(_array(msg), offline[_stamp(msg)][key]), (key, _stamp(msg), diag)

@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
@@ -104,3 +105,64 @@ def test_a_signal_ends_the_node_cleanly(ros_domain, bin_dir, tiny_checkpoint, tm
         assert "Traceback" not in logs and "RCLError" not in logs, logs
     finally:
         collector.close()
+
+
+def test_after_a_stall_a_set_keeps_the_thermal_image_that_came_before_the_next_left(ros_domain, tiny_checkpoint):
+    """A process descheduled for a frame period (a loaded car computer, a CI machine) wakes with a set's thermal
+    image and the next left image both waiting. The executor takes them in the order of its subscriptions; if
+    the left image came first it would prove the older set's wait over and release it without thermal, unlike a
+    replay of the same messages in their order (seen once in CI: a node's labels differed from eval-bag's)."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from road_seg_core.synthetic import SceneStream
+    from road_seg_ros.perception_node import PerceptionNode
+    from road_seg_ros.sim_sensors import encode_scene
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    node = feed = None
+    try:
+        node = PerceptionNode(context=context, parameter_overrides=[
+            Parameter("model", value=str(tiny_checkpoint)), Parameter("device", value="cpu"),
+            Parameter("threads", value=1)])
+        feed = rclpy.create_node("stall_feed", context=context)
+        keys = node.reception.plan.keys
+        assert set(keys) == {"left", "depth", "thermal"}, keys
+        pubs = {k: feed.create_publisher(Image, getattr(T, k), RELIABLE) for k in keys}
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        sync = node.reception.sync
+        thermal = node.reception.index("thermal")
+
+        def spin_until(done, timeout: float = 20.0) -> bool:
+            end = time.monotonic() + timeout
+            while time.monotonic() < end and not done():
+                executor.spin_once(timeout_sec=0.05)
+            return done()
+
+        assert spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()))
+        stream = iter(SceneStream(1, width=160, height=96))
+        scenes = [encode_scene(next(stream), False) for _ in range(3)]
+
+        def send(frame: int, *which: str) -> None:
+            for k in which:
+                msg = getattr(scenes[frame], k)
+                msg.header.stamp = Time(sec=100, nanosec=frame * 100_000_000)
+                pubs[k].publish(msg)
+
+        send(0, "left", "depth", "thermal")  # every input has been seen: sets wait for thermal
+        assert spin_until(lambda: sync.stats.released == 1)
+        send(1, "left", "depth")
+        assert spin_until(lambda: sync.stats.received[node.reception.index("left")] == 2
+                          and sync.stats.received[node.reception.index("depth")] == 2)
+        send(1, "thermal")
+        send(2, "left", "depth", "thermal")
+        time.sleep(1.0)  # the stall: everything above is delivered before the executor looks again
+        assert spin_until(lambda: sync.stats.released == 3), sync.stats
+        assert sync.stats.missing[thermal] == 0, sync.stats
+    finally:
+        for made in (node, feed):
+            if made is not None:
+                made.destroy_node()
+        rclpy.try_shutdown(context=context)
