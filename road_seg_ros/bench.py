@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         sizes = _sizes(args.sizes)
         drops = [float(d) for d in args.thermal_drop.split(",") if d.strip()]
         node_params = _node_params(args.node_param)
+        if args.threads > 0:  # the live node runs its model as the node stages do (unless --node-param says)
+            node_params.setdefault("threads", args.threads)
     except (FileNotFoundError, CheckpointError) as exc:
         raise UserError(f"{exc}; pass --checkpoint") from None
     except ValueError as exc:
@@ -164,8 +166,9 @@ def _offline(args: argparse.Namespace, checkpoint: str, device: str, cache_dir: 
     node_device = "cpu" if device == "cpu" else device
     h, w = sensor_size
     print(f"[2/4] node stages at {w}x{h} ({node_backend} on {node_device}, {args.frames} frames)")
-    cfg = PerceptionConfig()
-    engine = create_engine(checkpoint, backend=node_backend, device=node_device,
+    # The node's configuration for this backend, with --threads as the node's `threads` parameter.
+    cfg = PerceptionConfig(backend=node_backend, threads=max(0, args.threads))
+    engine = create_engine(checkpoint, backend=node_backend, device=node_device, **cfg.engine_options(),
                            **({"cache_dir": cache_dir} if node_backend != "torch" else {}))
     messages = received_messages(sensor_size)
     context = rclpy.Context()
@@ -174,6 +177,7 @@ def _offline(args: argparse.Namespace, checkpoint: str, device: str, cache_dir: 
         ros_node = rclpy.create_node("road_seg", context=context)
         stages = StageBench(engine, cfg, messages, ros_node, args.preprocess_on)
         report["node_stages"] = {"sensor_size": [h, w], "backend": node_backend, "device": engine.device,
+                                 "threads": _engine_threads(engine),
                                  "preprocess_on": "engine" if stages.pipeline.on_device else "host",
                                  "inputs": list(stages.plan.keys), "without_overlay": stages.run(args.frames),
                                  "with_overlay": stages.run(max(10, args.frames // 2), with_overlay=True)}
@@ -189,6 +193,16 @@ def _offline(args: argparse.Namespace, checkpoint: str, device: str, cache_dir: 
             report["transport"]["empty_subscriber"] = bench_live.bare_receive_run(
                 stages.plan.keys, cfg, rate, int(rate * args.duration), sensor_size, Path(tmp))
     return node_backend
+
+
+def _engine_threads(engine: Any) -> int:
+    """The CPU threads the engine's runtime was given (0: its default), as the runtime itself reports them."""
+    session = getattr(engine, "session", None)
+    if session is not None and hasattr(session, "get_session_options"):
+        return int(session.get_session_options().intra_op_num_threads)
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def render(report: dict[str, Any]) -> str:
@@ -219,8 +233,10 @@ def _render_offline(report: dict[str, Any]) -> list[str]:
         [model_bench.BackendResult(**r) for r in report["model"]])]
     ns = report["node_stages"]
     h, w = ns["sensor_size"]
-    lines += ["", f"== node per-frame cost at {w}x{h} ({ns['backend']} on {ns['device']}, preprocessing on the "
-                  f"{ns.get('preprocess_on', 'host')}; inputs {', '.join(ns['inputs'])}) ==",
+    threads = ns.get("threads")
+    threads = "" if threads is None else f", {threads or 'default'} thread{'s' if threads != 1 else ''}"
+    lines += ["", f"== node per-frame cost at {w}x{h} ({ns['backend']} on {ns['device']}{threads}, preprocessing "
+                  f"on the {ns.get('preprocess_on', 'host')}; inputs {', '.join(ns['inputs'])}) ==",
               f"{'stage':<14}{'p50 ms':>7}{'p99 ms':>9}{'+overlay p50':>14}"]
     for stage in STAGES + ("overhead", "overhead_cpu"):
         a, b = ns["without_overlay"][stage], ns["with_overlay"][stage]

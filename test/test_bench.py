@@ -115,3 +115,28 @@ def test_benchmark_node_and_bag_replay_share_one_reception_path(ckpt, tmp_path):
         assert replay.reception.describe() == node_policy
     finally:
         reader.close()
+
+
+def test_threads_reach_the_node_stages_and_the_live_node(ckpt, tmp_path, monkeypatch):
+    """`--threads` is documented as the threads "as the node runs them": the node stages' engine gets them (as
+    onnxruntime reports its session's options) and so does the live node, unless --node-param says otherwise."""
+    import json
+
+    from road_seg_cli.main import main
+
+    import inspect
+
+    seen: list[dict] = []
+    real = inspect.signature(node_bench.bench_live.reception_run)
+    monkeypatch.setattr(node_bench.bench_live, "reception_run", lambda *args, **kwargs: seen.append(
+        real.bind(*args, **kwargs).arguments["node_parameters"]) or {})
+    out = tmp_path / "bench.json"
+    args = ["bench", "--checkpoint", str(ckpt), "--backends", "onnxruntime", "--device", "cpu", "--iterations", "2",
+            "--frames", "2", "--threads", "1", "--cache-dir", str(tmp_path / "cache"), "--rates", "5",
+            "--sizes", "64x48", "--thermal-drop", "0", "--duration", "0.1", "--json", str(out)]
+    monkeypatch.setattr(node_bench.bench_live, "bare_receive_run", lambda *a, **k: {"cpu_ms_per_set": 1.0})
+    monkeypatch.setattr(node_bench, "render", lambda report: "")
+    monkeypatch.setattr(node_bench, "summary_line", lambda report: "bench:")
+    assert main(args) == 0
+    assert json.loads(out.read_text())["node_stages"]["threads"] == 1
+    assert seen == [{"threads": 1}]
