@@ -171,8 +171,8 @@ class Reception:
         After a stall (the process descheduled for a frame period) the messages of several frames wait at
         once, and an executor takes them in the order of its subscriptions: fed so, the next frame's message
         would prove an older set's wait over before that set's own message, already there, joined it. In stamp
-        order they join as in a replay of the same messages. Messages without a readable stamp keep their place
-        first (`receive` refuses them). The sort is stable: equal stamps keep their arrival order.
+        order they join as in a replay of the same messages. Messages without a readable stamp go first (`receive`
+        refuses them); the sort is stable, so equal stamps keep their arrival order.
         """
         def stamp_or_first(item: tuple[str, Any]) -> int:
             try:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -308,6 +309,12 @@ def bare_receive_run(keys: Sequence[str], cfg, rate: float, sets: int, sensor_si
     return result
 
 
+def _count(value: float) -> str:
+    """A count for the table: the left images sent are estimated at the node's snapshot instant (a fraction), so a
+    loss of -0.3 is none, never "-0"."""
+    return str(round(value)) if math.isfinite(value) else "nan"
+
+
 def format_reception(runs: list[dict[str, Any]]) -> list[str]:
     """The reception table: share of left images with a mask and losses by cause, one row per run."""
     lines = [f"{'rate':>5} {'size':>9} {'th.drop':>7} {'params':<28}{'left':>6}{'masks':>6}{'share':>7}"
@@ -322,9 +329,9 @@ def format_reception(runs: list[dict[str, Any]]) -> list[str]:
             lines.append(head + "error: " + r["error"][:300])
             continue
         lost = r["lost"]
-        lines.append(head + f"{r['left_published']:>6.0f}{r['masks']:>6.0f}{r['mask_share']:>7.3f}"
-                     f"{lost['dds_or_history']:>9.0f}{lost['sync']:>5.0f}{lost['superseded']:>8.0f}"
-                     f"{lost['failed']:>7.0f}{r['thermal']['sets_without']:>7.0f}"
+        lines.append(head + f"{_count(r['left_published']):>6}{_count(r['masks']):>6}{r['mask_share']:>7.3f}"
+                     f"{_count(lost['dds_or_history']):>9}{_count(lost['sync']):>5}{_count(lost['superseded']):>8}"
+                     f"{_count(lost['failed']):>7}{_count(r['thermal']['sets_without']):>7}"
                      f"{r['latency_publish_ms']['p50']:>8.0f}{r['latency_publish_ms']['p99']:>7.0f}"
                      f"{r['node_cpu_ms_per_frame']:>7.1f}")
     lines.append("left: left images sim_sensors published in the window; share: masks / left; losses of left images: "

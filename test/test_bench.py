@@ -140,3 +140,16 @@ def test_threads_reach_the_node_stages_and_the_live_node(ckpt, tmp_path, monkeyp
     assert main(args) == 0
     assert json.loads(out.read_text())["node_stages"]["threads"] == 1
     assert seen == [{"threads": 1}]
+
+
+def test_reception_table_counts_are_whole_and_never_minus_zero():
+    """The left images sim_sensors sent are estimated at the node's snapshot instant, a fraction: the table rounds
+    the counts (a loss of -0.3 is "0", not "-0")."""
+    run = {"sensor_size": [720, 1280], "rate_hz": 10.0, "thermal_drop": 0.0, "node_parameters": {"threads": 1},
+           "left_published": 209.7, "masks": 210.0, "mask_share": 1.0,
+           "lost": {"dds_or_history": -0.3, "sync": 0.0, "superseded": 0.0, "failed": 0.0},
+           "thermal": {"sets_without": 0.0}, "latency_publish_ms": {"p50": 42.0, "p99": 56.0},
+           "node_cpu_ms_per_frame": 40.7}
+    row = node_bench.bench_live.format_reception([run])[1]
+    assert row.split()[4:13] == ["210", "210", "1.000", "0", "0", "0", "0", "0", "42"], row
+    assert "-0" not in row
