@@ -125,7 +125,8 @@ def test_after_a_stall_a_set_keeps_the_thermal_image_that_came_before_the_next_l
     try:
         node = PerceptionNode(context=context, parameter_overrides=[
             Parameter("model", value=str(tiny_checkpoint)), Parameter("device", value="cpu"),
-            Parameter("threads", value=1)])
+            Parameter("threads", value=1), Parameter("qos.thermal.reliability", value="reliable"),
+            *(Parameter(f"qos.{k}.depth", value=10) for k in ("left", "depth", "thermal"))])  # nothing lost
         feed = rclpy.create_node("stall_feed", context=context)
         keys = node.reception.plan.keys
         assert set(keys) == {"left", "depth", "thermal"}, keys
