@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from road_seg_core.arg_types import non_negative_int
 from road_seg_core.export.exporter import sensor_like_inputs
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -243,8 +244,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="batch size of the model timing")
     parser.add_argument("--iterations", type=int, default=100, help="timed calls per backend")
     parser.add_argument("--int8", action="store_true", help="also time TensorRT int8 (synthetic calibration)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch and onnxruntime (default: "
-                                                               "their own defaults, as the node runs them)")
+    parser.add_argument("--threads", type=non_negative_int, default=0,
+                        help="CPU threads for torch and onnxruntime (default 0: their own defaults, as the node runs "
+                             "them)")
     parser.add_argument("--cache-dir", default="", help="export/engine cache (default $ROAD_SEG_CACHE_DIR or "
                                                         "~/.cache/road_seg)")
     parser.add_argument("--json", default="", help="also write the results to this JSON file")

@@ -220,7 +220,8 @@ class Preprocessor:
         if self.config.depth_source == "disparity":
             if frame.disparity is None:
                 return None
-            return depth_ops.rescale_disparity(depth_ops.resize_nearest(frame.disparity, self.input_size), w / frame.disparity.shape[1])
+            disparity = depth_ops.resize_nearest(frame.disparity, self.input_size)
+            return depth_ops.rescale_disparity(disparity, w / frame.disparity.shape[1])
         if frame.right_rgb is None:
             return None
         # SGBM at the model's resolution: disparities come out in input-width pixels, and it is ~20x cheaper than 720p.

@@ -167,7 +167,7 @@ def _offline(args: argparse.Namespace, checkpoint: str, device: str, cache_dir: 
     h, w = sensor_size
     print(f"[2/4] node stages at {w}x{h} ({node_backend} on {node_device}, {args.frames} frames)")
     # The node's configuration for this backend, with --threads as the node's `threads` parameter.
-    cfg = PerceptionConfig(backend=node_backend, threads=max(0, args.threads))
+    cfg = PerceptionConfig(backend=node_backend, threads=args.threads)
     engine = create_engine(checkpoint, backend=node_backend, device=node_device, **cfg.engine_options(),
                            **({"cache_dir": cache_dir} if node_backend != "torch" else {}))
     messages = received_messages(sensor_size)

@@ -100,6 +100,11 @@ def test_a_negative_montage_is_one_line(tmp_path):
     assert_one_line_error(proc, "eval-bag", "--montage", "-1")
 
 
+def test_negative_bench_threads_are_one_line(tmp_path):
+    proc = road_seg("bench", "--threads", "-1", cwd=tmp_path)
+    assert_one_line_error(proc, "bench", "--threads", "-1")
+
+
 # -- the traceback on request ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback(tmp_path, how):

@@ -167,3 +167,41 @@ def test_after_a_stall_a_set_keeps_the_thermal_image_that_came_before_the_next_l
             if made is not None:
                 made.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def test_receive_batch_feeds_a_wait_in_stamp_order():
+    """The core half of the fix above, without an executor: the same messages, taken in the order of the
+    subscriptions after a stall (the next left and depth image before the thermal image of the set waiting for
+    it), give that set its thermal image through `receive_batch`, and not through `receive` one by one."""
+    import copy
+    import functools
+
+    from road_seg_core.input_plan import plan_inputs
+    from road_seg_core.node_config import PerceptionConfig
+    from road_seg_core.reception import Reception
+    from road_seg_ros.bench_stages import received_messages
+    from road_seg_ros.conversions import image_to_array
+
+    cfg = PerceptionConfig()
+    plan = plan_inputs(("rgb", "depth", "thermal"), cfg)
+    frames = received_messages((48, 64), frames=2)
+
+    def stamped(frame: int, key: str):
+        msg = copy.deepcopy(getattr(frames[frame], key))
+        msg.header.stamp = Time(sec=100, nanosec=frame * 100_000_000)
+        return (key, msg)
+
+    def sets(batched: bool) -> list:
+        reception = Reception(plan, cfg, functools.partial(image_to_array, use_cv_bridge=False))
+        first = [stamped(0, k) for k in ("left", "depth")]
+        stall = [stamped(1, "left"), stamped(1, "depth"), stamped(0, "thermal"), stamped(1, "thermal")]
+        out = []
+        for batch in (first, stall):
+            out += reception.receive_batch(batch) if batched else [s for k, m in batch for s in reception.receive(k, m)]
+        return out
+
+    for batched, thermal_of_first in ((True, True), (False, False)):
+        released = sets(batched)
+        assert len(released) == 2, (batched, released)
+        assert (released[0].present().get("thermal") is not None) == thermal_of_first, batched
+        assert released[1].present().get("thermal") is not None

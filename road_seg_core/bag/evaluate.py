@@ -49,6 +49,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from road_seg_core.arg_types import non_negative_int
 from road_seg_core.errors import UserError
 from road_seg_core.bundled import resolve_model
 from road_seg_core.checkpoint import CheckpointError
@@ -97,17 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU inference threads (default: `threads` in --params if set, else 1; 0 = the "
                              "library's choice). On a loaded 2-core CPU 1 thread ran 4.5 frames/s, 2 threads 0.43")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N synchronised sets")
-    parser.add_argument("--montage", type=non_negative_count, default=3, metavar="K",
+    parser.add_argument("--montage", type=non_negative_int, default=3, metavar="K",
                         help="worst and best frames shown (default 3; 0: no montage)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def non_negative_count(text: str) -> int:
-    """--montage's K: a whole number >= 0 (argparse turns the ValueError into one usage line)."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
 
 
 def load_engine(args: argparse.Namespace, cfg: PerceptionConfig) -> tuple[InferenceEngine, Path]:
