@@ -9,6 +9,9 @@ instead of a clean exit); after the first one the shutdown must run to the end.
 Once the node is destroyed and rclpy shut down, nothing is left to release, but
 Python's own teardown of torch, OpenCV and friends takes seconds on a loaded
 CPU -- longer than the 5 s `ros2 launch` waits before it escalates to SIGTERM.
+
+A node that must finish its work before it stops (the perception node's worker
+publishes the set it is on) asks with `StopSignals` instead of an exception.
 """
 from __future__ import annotations
 
@@ -27,6 +30,24 @@ def _first_interrupt(signum: int, frame: FrameType | None) -> None:
 def interrupt_once() -> None:
     """Install the handler; call it in the main thread before `rclpy.init` (rclpy chains to it)."""
     signal.signal(signal.SIGINT, _first_interrupt)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM ask the main loop to stop: `requested` turns True, and nothing else happens.
+
+    The handler runs between two bytecodes of the main thread -- also inside itself, when the second SIGINT
+    of a Ctrl-C under launch lands while the first is handled -- so it takes no lock: `threading.Event.set`
+    there deadlocks (its lock is held by the handler the second signal interrupted), and the process then
+    ignores every later signal until launch kills it.
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self.requested = False
+        for sig in signals:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
 
 
 def end_process(code: int) -> NoReturn:

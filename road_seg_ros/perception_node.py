@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import sys
 import threading
 import time
@@ -44,7 +43,7 @@ from road_seg_core.telemetry import NodeStats
 from road_seg_ros.conversions import image_to_array
 from road_seg_ros.diagnostics import build_diagnostics
 from road_seg_ros.mask_publisher import MaskPublishers
-from road_seg_ros.node_exit import end_process
+from road_seg_ros.node_exit import StopSignals, end_process
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
@@ -269,9 +268,7 @@ def main(args: list[str] | None = None) -> int:
     except RCLError as exc:
         print(f"perception_node: cannot start: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignals()
     try:
         node = PerceptionNode()
     except StartupError as exc:
@@ -288,7 +285,7 @@ def main(args: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while not stop.is_set() and rclpy.ok():
+        while not stop.requested and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
