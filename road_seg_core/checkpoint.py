@@ -128,7 +128,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                                         "that weights-only loading refuses, e.g. torch.save(model) instead of "
                                         "save_checkpoint") from exc
         raise CheckpointError(path, "cannot be read as a torch file: corrupt, truncated or not a checkpoint "
-                                    f"({_first_line(exc)})") from exc
+                                    f"({_load_failure(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(path, f"not a road_seg checkpoint ({_describe_foreign(payload)}); "
                                     "write checkpoints with road_seg_core.checkpoint.save_checkpoint")
@@ -225,7 +225,17 @@ def _preview(items: list[str], limit: int = 4) -> str:
     return f"[{shown}{', ...' if len(items) > limit else ''}]"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+def _load_failure(exc: BaseException) -> str:
+    """What torch.load found wrong, in one short phrase.
+
+    A weights-only refusal opens with a paragraph advising `weights_only=False` (arbitrary code execution,
+    and no help for a damaged file); the cause is the "WeightsUnpickler error" after it. Other errors
+    (zip, EOF) keep their first sentence.
+    """
+    text = " ".join(str(exc).split())
+    cause = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+    if cause:
+        return f"{type(exc).__name__}: {cause.group(1).strip()}"
+    first = re.split(r"(?<=\.) ", text, maxsplit=1)[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 

@@ -167,8 +167,16 @@ def test_random_bytes_and_text_are_rejected(tmp_path):
         load_checkpoint(garbage)
     text = tmp_path / "config.yaml"
     text.write_text("encoder: resnet18\n")
-    with pytest.raises(CheckpointError, match="config.yaml: cannot be read"):
+    with pytest.raises(CheckpointError, match="config.yaml: cannot be read") as info:
         load_checkpoint(text)
+    assert "weights_only" not in str(info.value)
+    text.write_text("garbage\n")
+    with pytest.raises(CheckpointError, match="config.yaml: cannot be read") as info:
+        load_checkpoint(text)
+    # The cause torch found, not its advice to load with weights_only=False (code execution; no help here).
+    message = str(info.value)
+    assert "(UnpicklingError: Unsupported operand 103)" in message and "weights_only" not in message, message
+    assert len(message.splitlines()) == 1, message
 
 
 def test_bare_state_dict_is_not_a_checkpoint(tmp_path, trained):
