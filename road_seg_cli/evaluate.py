@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from road_seg_core.arg_types import non_negative_int, positive_int
 from road_seg_core.errors import UserError
 
 
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split name (default: test)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset option, YAML value (e.g. class_order=[background,positive,negative])")
-    parser.add_argument("--frames", type=int, default=100, help="synthetic: number of frames (default 100)")
+    parser.add_argument("--frames", type=positive_int, default=100, help="synthetic: number of frames (default 100)")
     parser.add_argument("--seed", type=int, default=12345,
                         help="synthetic: first scene seed (default 12345, outside the training seeds)")
     parser.add_argument("--width", type=int, default=1280, help="synthetic: camera width (default 1280, as sim)")
@@ -39,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="CPU inference threads for torch/onnxruntime (default 1: on a busy CPU, more threads "
                              "spin against other processes and run several times slower; 0 = the library's choice)")
-    parser.add_argument("--batch-size", type=int, default=4, help="dataset splits: batch size (default 4)")
-    parser.add_argument("--workers", type=int, default=0, help="dataset splits: loader workers (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="dataset splits: batch size (default 4)")
+    parser.add_argument("--workers", type=non_negative_int, default=0, help="dataset splits: loader workers (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -55,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
+    if args.dataset == "synthetic":
+        from road_seg_core.synthetic.render import check_size
+
+        try:
+            check_size(args.width, args.height)
+        except ValueError as exc:
+            raise UserError(f"--width {args.width} --height {args.height}: {exc}") from None
     options = {"threads": args.threads} if args.threads and args.backend in ("torch", "onnxruntime") else {}
     try:
         engine = create_engine(checkpoint, backend=args.backend, device=args.device, **options)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from road_seg_core.arg_types import non_negative_int
+from road_seg_core.arg_types import non_negative_int, positive_int
 from road_seg_core.export.exporter import sensor_like_inputs
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -238,11 +238,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="", help="road_seg .pt checkpoint (default: the bundled model)")
     parser.add_argument("--backends", type=parse_backends, default=list(BACKENDS),
                         help="comma-separated subset of torch,onnxruntime,tensorrt (default: all)")
-    parser.add_argument("--height", type=int, default=0, help="model input height (default: the checkpoint's)")
-    parser.add_argument("--width", type=int, default=0, help="model input width (default: the checkpoint's)")
+    parser.add_argument("--height", type=non_negative_int, default=0,
+                        help="model input height (multiple of 32; default: the checkpoint's)")
+    parser.add_argument("--width", type=non_negative_int, default=0,
+                        help="model input width (multiple of 32; default: the checkpoint's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    parser.add_argument("--batch", type=int, default=1, help="batch size of the model timing")
-    parser.add_argument("--iterations", type=int, default=100, help="timed calls per backend")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size of the model timing")
+    parser.add_argument("--iterations", type=positive_int, default=100, help="timed calls per backend")
     parser.add_argument("--int8", action="store_true", help="also time TensorRT int8 (synthetic calibration)")
     parser.add_argument("--threads", type=non_negative_int, default=0,
                         help="CPU threads for torch and onnxruntime (default 0: their own defaults, as the node runs "
@@ -253,8 +255,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_input_size(args: argparse.Namespace) -> tuple[int, int] | None:
+    """--height/--width as (H, W), or None for the checkpoint's; ValueError naming them when unusable."""
     if (args.height > 0) != (args.width > 0):
-        raise SystemExit("give both --height and --width, or neither")
+        raise ValueError(f"--height {args.height} --width {args.width}: give both, or neither")
+    if args.height % 32 or args.width % 32:
+        raise ValueError(f"--height {args.height} --width {args.width}: the model needs multiples of 32")
     return (args.height, args.width) if args.height > 0 else None
 
 
@@ -269,8 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"{parser.prog}: {exc}; pass --checkpoint", file=sys.stderr)
         return 2
+    try:
+        size = model_input_size(args)
+    except ValueError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
     print(f"model backends: {checkpoint}")
-    results = bench_backends(checkpoint, args.backends, args.device, model_input_size(args), args.batch,
+    results = bench_backends(checkpoint, args.backends, args.device, size, args.batch,
                              args.iterations, cache_dir=args.cache_dir or None, int8=args.int8,
                              threads=args.threads)
     print(format_table(results))

@@ -5,8 +5,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from road_seg_core.arg_types import non_negative_int, positive_int
 from road_seg_core.errors import UserError
-
 from road_seg_core.export.engine_cache import ENV_CACHE_DIR, cached_onnx, sidecar_path
 from road_seg_core.export.exporter import export_onnx
 from road_seg_core.export.onnx_format import DEFAULT_OPSET, OUTPUT_NAME, ExportError, read_onnx_info
@@ -18,16 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="onnx: a self-describing .onnx file; engine: build (and cache) a TensorRT engine")
     parser.add_argument("--out", default="", help="output file (onnx default: <checkpoint stem>.onnx; engine: "
                                                   "also copy the cached engine and its .json sidecar here)")
-    parser.add_argument("--height", type=int, default=0, help="input height (multiple of 32; default: trained)")
-    parser.add_argument("--width", type=int, default=0, help="input width (multiple of 32; default: trained)")
+    parser.add_argument("--height", type=non_negative_int, default=0, help="input height (multiple of 32; default: trained)")
+    parser.add_argument("--width", type=non_negative_int, default=0, help="input width (multiple of 32; default: trained)")
     parser.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width axes")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--no-validate", action="store_true", help="skip the onnxruntime-vs-torch parity check")
     parser.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
                         help="TensorRT precision (engine format)")
-    parser.add_argument("--max-batch", type=int, default=1, help="largest batch of the TensorRT profile "
+    parser.add_argument("--max-batch", type=positive_int, default=1, help="largest batch of the TensorRT profile "
                                                                  "(needs --dynamic when > 1)")
-    parser.add_argument("--calibration-frames", type=int, default=64,
+    parser.add_argument("--calibration-frames", type=positive_int, default=64,
                         help="int8: synthetic scenes run through the preprocessor for calibration")
     parser.add_argument("--cache-dir", default="", help=f"cache directory (default ${ENV_CACHE_DIR} or "
                                                         "~/.cache/road_seg)")

@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from road_seg_core.arg_types import non_negative_float, positive_float, positive_int
 from road_seg_core.errors import UserError
 from road_seg_core import bench as model_bench
 from road_seg_ros import bench_live
+from road_seg_core.synthetic.render import check_size
 from road_seg_ros.bench_stages import STAGES, StageBench, received_messages, transport_in_process
 
 
@@ -42,9 +45,9 @@ from road_seg_ros.bench_stages import STAGES, StageBench, received_messages, tra
 # -- command line ---------------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model_bench.add_model_arguments(parser)
-    parser.add_argument("--sensor-width", type=int, default=1280, help="sensor image width for the node runs")
-    parser.add_argument("--sensor-height", type=int, default=720, help="sensor image height for the node runs")
-    parser.add_argument("--frames", type=int, default=40, help="frames timed per node-stage measurement")
+    parser.add_argument("--sensor-width", type=positive_int, default=1280, help="sensor image width for the node runs")
+    parser.add_argument("--sensor-height", type=positive_int, default=720, help="sensor image height for the node runs")
+    parser.add_argument("--frames", type=positive_int, default=40, help="frames timed per node-stage measurement")
     parser.add_argument("--rates", default="5,10,30", help="sim_sensors rates (Hz) for the live runs")
     parser.add_argument("--sizes", default="640x360,1280x720", help="sim_sensors image sizes WxH for the live runs")
     parser.add_argument("--thermal-drop", default="0,0.3", help="sim_sensors thermal drop rates for the live runs")
@@ -53,10 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dds-profile", default="", metavar="XML",
                         help="Fast DDS profile of the live runs' processes: empty = the shipped one (as "
                              "perception.launch.py), none = Fast DDS defaults, or a file")
-    parser.add_argument("--duration", type=float, default=20.0, help="steady-state seconds per live run")
-    parser.add_argument("--soak", type=float, default=0.0, metavar="MIN",
+    parser.add_argument("--duration", type=positive_float, default=20.0, help="steady-state seconds per live run")
+    parser.add_argument("--soak", type=non_negative_float, default=0.0, metavar="MIN",
                         help="also run a memory soak this long (10 Hz 640x360) and print the node's RSS slope")
-    parser.add_argument("--soak-warmup", type=float, default=1.0, metavar="MIN", help="soak minutes not in the slope")
+    parser.add_argument("--soak-warmup", type=non_negative_float, default=1.0, metavar="MIN", help="soak minutes not in the slope")
     parser.add_argument("--live-only", action="store_true", help="only the live runs (and the soak)")
     parser.add_argument("--node-backend", default="", help="backend of the node runs (default: the fastest "
                                                            "model backend measured here)")
@@ -71,9 +74,29 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     for item in filter(None, (t.strip() for t in text.split(","))):
         w, _, h = item.partition("x")
         try:
-            out.append((int(h), int(w)))
+            size = (int(h), int(w))
         except ValueError:
             raise ValueError(f"--sizes: expected WxH, got {item!r}") from None
+        try:
+            check_size(size[1], size[0])
+        except ValueError as exc:
+            raise ValueError(f"--sizes {item}: {exc}") from None
+        out.append(size)
+    return out
+
+
+def _numbers(flag: str, text: str, low: float, high: float = math.inf, low_inclusive: bool = False) -> list[float]:
+    """A comma-separated list of numbers, each within (low, high] ([low, high] with `low_inclusive`)."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        try:
+            value = float(item)
+        except ValueError:
+            raise ValueError(f"{flag}: expected numbers separated by commas, got {item!r}") from None
+        if not (value >= low if low_inclusive else value > low) or not value <= high:
+            bound = f"{'[' if low_inclusive else '('}{low:g}, {high:g}]"
+            raise ValueError(f"{flag} {item}: must be in {bound}")
+        out.append(value)
     return out
 
 
@@ -97,9 +120,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         checkpoint = str(resolve_model(args.checkpoint or None))
         load_checkpoint(checkpoint)
-        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+        rates = _numbers("--rates", args.rates, 0.0, 1000.0)
         sizes = _sizes(args.sizes)
-        drops = [float(d) for d in args.thermal_drop.split(",") if d.strip()]
+        drops = _numbers("--thermal-drop", args.thermal_drop, 0.0, 1.0, low_inclusive=True)
+        try:
+            check_size(args.sensor_width, args.sensor_height)
+        except ValueError as exc:
+            raise ValueError(f"--sensor-width {args.sensor_width} --sensor-height {args.sensor_height}: {exc}") from None
+        model_bench.model_input_size(args)  # both or neither, multiples of 32: before minutes of runs
+        if args.soak > 0 and args.soak_warmup >= args.soak:
+            raise ValueError(f"--soak-warmup {args.soak_warmup:g} must be shorter than --soak {args.soak:g} "
+                             "(the RSS slope is read after the warm-up)")
         node_params = _node_params(args.node_param)
         if args.threads > 0:  # the live node runs its model as the node stages do (unless --node-param says)
             node_params.setdefault("threads", args.threads)

@@ -105,6 +105,37 @@ def test_negative_bench_threads_are_one_line(tmp_path):
     assert_one_line_error(proc, "bench", "--threads", "-1")
 
 
+# Each of these ran minutes of work and then printed a traceback (or ran silently on a default): now one line,
+# before the work starts.
+@pytest.mark.parametrize("args, named", [
+    (("bench", "--frames", "0"), ("--frames", "0")),  # was a KeyError after the model timing
+    (("bench", "--batch", "0"), ("--batch", "0")),
+    (("bench", "--sensor-width", "8"), ("--sensor-width 8", "16x16")),
+    (("bench", "--rates", "0"), ("--rates 0",)),
+    (("bench", "--sizes", "640x360,8x8"), ("--sizes 8x8",)),
+    (("bench", "--thermal-drop", "1.5"), ("--thermal-drop 1.5",)),
+    (("bench", "--height", "100", "--width", "96"), ("--height 100", "multiples of 32")),
+    (("bench", "--soak", "1", "--soak-warmup", "2"), ("--soak-warmup 2", "--soak 1")),
+    (("evaluate", "--dataset", "synthetic", "--width", "8"), ("--width 8", "16x16")),
+    (("evaluate", "--dataset", "synthetic", "--frames", "0"), ("--frames", "0")),
+    (("export", "--opset", "7"), ("opset 7", ">= 11")),
+    (("export", "--opset", "99", "--out", "x.onnx"), ("opset 99", "cannot export")),
+    (("export", "--max-batch", "0"), ("--max-batch", "0")),
+])
+def test_out_of_range_numbers_are_one_line(tmp_path, args, named):
+    proc = road_seg(*args, cwd=tmp_path)
+    assert_one_line_error(proc, args[0], *named)
+
+
+def test_model_bench_size_not_a_multiple_of_32_is_one_line(tmp_path):
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "road_seg_core.bench", "--height", "100", "--width", "96"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=environment)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "python -m road_seg_core.bench: --height 100 --width 96: the model needs " \
+                                  "multiples of 32", proc.stderr
+
+
 # -- the traceback on request ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback(tmp_path, how):

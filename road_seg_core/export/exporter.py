@@ -20,7 +20,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from road_seg_core.atomic import atomic_write_bytes
-from road_seg_core.export.onnx_format import DEFAULT_OPSET, METADATA_KEY, OUTPUT_NAME, ExportError, onnx_metadata
+from road_seg_core.export.onnx_format import (DEFAULT_OPSET, METADATA_KEY, MIN_OPSET, OUTPUT_NAME, ExportError,
+                                              onnx_metadata)
 from road_seg_core.models.config import MODALITY_CHANNELS, MODALITY_RANGES, OUTPUT_STRIDE
 
 #: Parity thresholds: |Δlogits| <= atol + rtol * max|logits|, and argmax labels agreeing on >= 99.9 % of pixels.
@@ -97,6 +98,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, input_siz
     from road_seg_core.models.fusion_segnet import OrderedInputs
 
     checkpoint = Path(checkpoint)
+    if int(opset) < MIN_OPSET:
+        raise ExportError(f"opset {opset}: road_seg graphs need opset >= {MIN_OPSET} (default {DEFAULT_OPSET})")
     model, ckpt = load_model(checkpoint, device="cpu")
     size = _checked_size(input_size, ckpt.config)
     config = replace(ckpt.config, input_size=size)
@@ -105,9 +108,14 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, input_siz
     example = model.example_inputs(batch_size=1, input_size=size)
     axes = {name: {0: "batch", 2: "height", 3: "width"} for name in names + [OUTPUT_NAME]} if dynamic else None
     buffer = io.BytesIO()
-    with _quiet_export(), torch.no_grad():
-        torch.onnx.export(wrapper, example, buffer, input_names=names, output_names=[OUTPUT_NAME],
-                          opset_version=int(opset), dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+    try:
+        with _quiet_export(), torch.no_grad():
+            torch.onnx.export(wrapper, example, buffer, input_names=names, output_names=[OUTPUT_NAME],
+                              opset_version=int(opset), dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+    except RuntimeError as exc:
+        if "Unsupported onnx_opset_version" not in str(exc):
+            raise
+        raise ExportError(f"opset {opset}: torch {torch.__version__} cannot export it (default {DEFAULT_OPSET})") from None
     proto = onnx.load_from_string(buffer.getvalue())
     provenance = {
         **ckpt.provenance,
