@@ -9,11 +9,17 @@ size that is not a multiple of 32, a run that does not exist, ...) and a bad
 argument print one line, ``road-seg <command>: error: <message>``, and exit 2.
 Anything else is a bug and keeps its traceback. ``--debug`` (or
 ``ROAD_SEG_DEBUG=1``) shows the traceback of user errors too.
+
+Stopping: SIGTERM and SIGHUP (`timeout`, `kill`, a closed terminal, a cancelled
+job) end a command as Ctrl-C does, through its `finally` blocks, so the nodes a
+benchmark or the demo started are stopped with it instead of running on with
+nobody to stop them; the exit status is 128 + the signal.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -100,6 +106,29 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C's KeyboardInterrupt would be, so the same clean-up runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    for sig in _STOP_SIGNALS:  # once: a second signal must not break the clean-up the first one started
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM and SIGHUP unwind the command as Ctrl-C does (main thread only)."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _terminate)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line naming the argument (the usage is one --help away)."""
 
@@ -134,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv)  # prints help / the one-line error and exits
         return USER_ERROR_EXIT
     name, rest = argv[0], argv[1:]
+    stop_like_ctrl_c()
     try:
         args = command_parser(name).parse_args(rest)
         debug = debug or args.debug
@@ -149,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"road-seg {name}: error: {message}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except Terminated as exc:
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `road-seg summary | head`: the reader left; say nothing more
