@@ -21,7 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from road_seg_core.arg_types import non_negative_int, positive_float
 from road_seg_core.bundled import resolve_model
+from road_seg_core.errors import UserError
 from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.image_codec import to_rgb8
 from road_seg_core.obstacle_metrics import ObstacleCounter
@@ -35,16 +37,16 @@ CAMERA_KEEP = 60  # recent camera frames kept to pair with the node's labels (th
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="folder for overlays and summary.json")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of simulated driving")
-    parser.add_argument("--rate", type=float, default=5.0, help="sim_sensors frame rate (Hz)")
+    parser.add_argument("--duration", type=positive_float, default=30.0, help="seconds of simulated driving")
+    parser.add_argument("--rate", type=positive_float, default=5.0, help="sim_sensors frame rate (Hz)")
     parser.add_argument("--width", type=int, default=640, help="simulated camera width in pixels")
     parser.add_argument("--height", type=int, default=360, help="simulated camera height in pixels")
     parser.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
     parser.add_argument("--device", default="cpu",
                         help="torch device the node runs the model on (cpu, cuda, cuda:1, ...)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=non_negative_int, default=1,
                         help="node inference threads (sim, node and this listener share the CPU)")
-    parser.add_argument("--save", type=int, default=8, help="number of overlay images to save")
+    parser.add_argument("--save", type=non_negative_int, default=8, help="number of overlay images to save")
 
 
 def _find_executable(name: str) -> str:
@@ -74,7 +76,15 @@ def _number(value: str | None) -> int | float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from road_seg_core.checkpoint import load_checkpoint
+    from road_seg_core.synthetic.render import check_size
+
+    try:
+        check_size(args.width, args.height)
+    except ValueError as exc:
+        raise UserError(f"--width {args.width} --height {args.height}: {exc}") from None
     model = str(resolve_model(args.model or None))
+    load_checkpoint(model)  # a missing or broken model is one line (CheckpointError), not a node dying in its log
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ["ROS_DOMAIN_ID"] = os.environ.get("ROAD_SEG_DEMO_DOMAIN", str(random.randint(120, 200)))
