@@ -121,6 +121,7 @@ def test_negative_bench_threads_are_one_line(tmp_path):
     (("export", "--opset", "7"), ("opset 7", ">= 11")),
     (("export", "--opset", "99", "--out", "x.onnx"), ("opset 99", "cannot export")),
     (("export", "--max-batch", "0"), ("--max-batch", "0")),
+    (("sim", "--record", "drive", "--frames-per-condition", "-3"), ("--frames-per-condition", "-3")),
     (("demo", "--duration", "0"), ("--duration", "0")),  # ran, then a summary of 0 frames with mIoU nan
     (("demo", "--width", "8"), ("--width 8", "16x16")),
     (("demo", "--model", "missing.pt"), ("missing.pt: file not found",)),  # was a FATAL line in the node's log

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from road_seg_core.arg_types import positive_int
 from road_seg_core.errors import UserError
 from road_seg_core.bag import msgs
 from road_seg_core.bag.bagio import STORAGES, BagError, open_writer
@@ -185,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "comes out about 1.8x smaller")
     parser.add_argument("--conditions", default=",".join(d.conditions),
                         help="comma-separated conditions, cycled in runs (default %(default)s)")
-    parser.add_argument("--frames-per-condition", type=int, default=None, metavar="N",
+    parser.add_argument("--frames-per-condition", type=positive_int, default=None, metavar="N",
                         help="consecutive frames per condition (default: the drive split evenly)")
     parser.add_argument("--width", type=int, default=d.width, help="image width (default %(default)s)")
     parser.add_argument("--height", type=int, default=d.height, help="image height (default %(default)s)")
