@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU inference threads for torch/onnxruntime (default 1: on a busy CPU, more threads "
                              "spin against other processes and run several times slower; 0 = the library's choice)")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="dataset splits: batch size (default 4)")
-    parser.add_argument("--workers", type=non_negative_int, default=0, help="dataset splits: loader workers (default 0)")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="dataset splits: loader workers (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="onnx: a self-describing .onnx file; engine: build (and cache) a TensorRT engine")
     parser.add_argument("--out", default="", help="output file (onnx default: <checkpoint stem>.onnx; engine: "
                                                   "also copy the cached engine and its .json sidecar here)")
-    parser.add_argument("--height", type=non_negative_int, default=0, help="input height (multiple of 32; default: trained)")
-    parser.add_argument("--width", type=non_negative_int, default=0, help="input width (multiple of 32; default: trained)")
+    parser.add_argument("--height", type=non_negative_int, default=0,
+                        help="input height (multiple of 32; default: trained)")
+    parser.add_argument("--width", type=non_negative_int, default=0,
+                        help="input width (multiple of 32; default: trained)")
     parser.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width axes")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--no-validate", action="store_true", help="skip the onnxruntime-vs-torch parity check")

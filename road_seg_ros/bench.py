@@ -36,8 +36,8 @@ from typing import Any
 from road_seg_core.arg_types import non_negative_float, positive_float, positive_int
 from road_seg_core.errors import UserError
 from road_seg_core import bench as model_bench
-from road_seg_ros import bench_live
 from road_seg_core.synthetic.render import check_size
+from road_seg_ros import bench_live
 from road_seg_ros.bench_stages import STAGES, StageBench, received_messages, transport_in_process
 
 
@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=positive_float, default=20.0, help="steady-state seconds per live run")
     parser.add_argument("--soak", type=non_negative_float, default=0.0, metavar="MIN",
                         help="also run a memory soak this long (10 Hz 640x360) and print the node's RSS slope")
-    parser.add_argument("--soak-warmup", type=non_negative_float, default=1.0, metavar="MIN", help="soak minutes not in the slope")
+    parser.add_argument("--soak-warmup", type=non_negative_float, default=1.0, metavar="MIN",
+                        help="soak minutes not in the slope")
     parser.add_argument("--live-only", action="store_true", help="only the live runs (and the soak)")
     parser.add_argument("--node-backend", default="", help="backend of the node runs (default: the fastest "
                                                            "model backend measured here)")
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             check_size(args.sensor_width, args.sensor_height)
         except ValueError as exc:
-            raise ValueError(f"--sensor-width {args.sensor_width} --sensor-height {args.sensor_height}: {exc}") from None
+            raise ValueError(f"--sensor-width {args.sensor_width} --sensor-height {args.sensor_height}: "
+                             f"{exc}") from None
         model_bench.model_input_size(args)  # both or neither, multiples of 32: before minutes of runs
         if args.soak > 0 and args.soak_warmup >= args.soak:
             raise ValueError(f"--soak-warmup {args.soak_warmup:g} must be shorter than --soak {args.soak:g} "

@@ -115,7 +115,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, input_siz
     except RuntimeError as exc:
         if "Unsupported onnx_opset_version" not in str(exc):
             raise
-        raise ExportError(f"opset {opset}: torch {torch.__version__} cannot export it (default {DEFAULT_OPSET})") from None
+        raise ExportError(f"opset {opset}: torch {torch.__version__} cannot export it "
+                          f"(default {DEFAULT_OPSET})") from None
     proto = onnx.load_from_string(buffer.getvalue())
     provenance = {
         **ckpt.provenance,
