@@ -13,7 +13,8 @@ Anything else is a bug and keeps its traceback. ``--debug`` (or
 Stopping: SIGTERM and SIGHUP (`timeout`, `kill`, a closed terminal, a cancelled
 job) end a command as Ctrl-C does, through its `finally` blocks, so the nodes a
 benchmark or the demo started are stopped with it instead of running on with
-nobody to stop them; the exit status is 128 + the signal.
+nobody to stop them; the exit status is 128 + the signal, unless the command
+takes the stop as its end (`play` prints its summary and exits 0, as for Ctrl-C).
 """
 from __future__ import annotations
 

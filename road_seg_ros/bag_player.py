@@ -283,7 +283,7 @@ def _play(reader, opts: PlayOptions, bag: str) -> int:
     rclpy.init(args=[])
     node = rclpy.create_node(NODE_NAME)
     player = None
-    interrupted = False
+    interrupted = ""
     t0 = time.monotonic()
     try:
         player = BagPlayer(node, reader, opts)
@@ -293,8 +293,8 @@ def _play(reader, opts: PlayOptions, bag: str) -> int:
                   f"playing anyway", file=sys.stderr)
         player.play()
         player.flush()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP as road-seg raises them (named in str)
+        interrupted = str(exc) or "Ctrl-C"
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -302,7 +302,7 @@ def _play(reader, opts: PlayOptions, bag: str) -> int:
     if opts.progress:
         sys.stderr.write("\n")
     if player is not None:
-        how = "stopped (Ctrl-C) after" if interrupted else "played"
+        how = f"stopped ({interrupted}) after" if interrupted else "played"
         print(f"{how} {player.published} messages on {len(player.plan)} topics of {bag} in "
               f"{time.monotonic() - t0:.1f} s (x{opts.rate:g}{', /clock' if opts.clock_hz else ''}"
               f"{f', {player.loops} loops' if opts.loop else ''})")

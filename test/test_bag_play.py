@@ -188,6 +188,29 @@ def test_best_effort_recording_plays_best_effort_and_loop_stops_cleanly_on_ctrl_
     assert "stopped (Ctrl-C) after" in out, out
 
 
+@pytest.mark.ros
+def test_sigterm_stops_a_loop_as_ctrl_c_does_and_says_so(ros_domain, tmp_path):
+    bag = tmp_path / "loop"
+    writer = open_writer(bag, "mcap")
+    conn = writer.add_connection("/loop", msgs.STRING, typestore=msgs.TYPESTORE)
+    for i in range(5):
+        writer.write(conn, i * NS // 20, msgs.serialize(msgs.string(str(i))))
+    writer.close()
+    collector = Collector(ros_domain, {})
+    proc = subprocess.Popen(_play_cmd(bag, "--loop"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert collector.wait_for(lambda: collector.node.count_publishers("/loop") > 0, 60)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # `timeout`, `kill`: before, the player died without its summary
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        collector.close()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "stopped (SIGTERM) after" in out, out
+
+
 # -- online equals offline -------------------------------------------------------------------------------------------
 def _diag_values(msg: DiagnosticArray) -> dict[str, str] | None:
     for status in msg.status:
