@@ -159,7 +159,9 @@ def test_recorded_qos_bytes_timing_window_remap_and_clock(ros_domain, tmp_path):
 
 
 @pytest.mark.ros
-def test_best_effort_recording_plays_best_effort_and_loop_stops_cleanly_on_ctrl_c(ros_domain, tmp_path):
+@pytest.mark.parametrize("sig, said", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_best_effort_recording_plays_best_effort_and_a_loop_stops_on_a_signal(ros_domain, tmp_path, sig, said):
+    """SIGTERM (`timeout`, `kill`) stops as Ctrl-C does, and the summary says which stopped it."""
     bag = tmp_path / "be"
     writer = open_writer(bag, "mcap")
     conn = writer.add_connection("/be", msgs.STRING, typestore=msgs.TYPESTORE,
@@ -178,37 +180,14 @@ def test_best_effort_recording_plays_best_effort_and_loop_stops_cleanly_on_ctrl_
         info = collector.node.get_publishers_info_by_topic("/be")
         assert info[0].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
         assert collector.wait_for(lambda: len(got) >= 12, 60)  # played more than twice: it loops
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
         collector.close()
     assert proc.returncode == 0 and "Traceback" not in err, err
-    assert "stopped (Ctrl-C) after" in out, out
-
-
-@pytest.mark.ros
-def test_sigterm_stops_a_loop_as_ctrl_c_does_and_says_so(ros_domain, tmp_path):
-    bag = tmp_path / "loop"
-    writer = open_writer(bag, "mcap")
-    conn = writer.add_connection("/loop", msgs.STRING, typestore=msgs.TYPESTORE)
-    for i in range(5):
-        writer.write(conn, i * NS // 20, msgs.serialize(msgs.string(str(i))))
-    writer.close()
-    collector = Collector(ros_domain, {})
-    proc = subprocess.Popen(_play_cmd(bag, "--loop"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert collector.wait_for(lambda: collector.node.count_publishers("/loop") > 0, 60)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)  # `timeout`, `kill`: before, the player died without its summary
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        collector.close()
-    assert proc.returncode == 0 and "Traceback" not in err, err
-    assert "stopped (SIGTERM) after" in out, out
+    assert f"stopped ({said}) after" in out, out
 
 
 # -- online equals offline -------------------------------------------------------------------------------------------
