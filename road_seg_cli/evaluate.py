@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from road_seg_core.arg_types import non_negative_int, positive_int
+from road_seg_core.arg_types import check_image_size, non_negative_int, positive_int
 from road_seg_core.errors import UserError
 
 
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node parameter file (config/perception.yaml) whose preprocessing to use")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
+    parser.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
                         help="CPU inference threads for torch/onnxruntime (default 1: on a busy CPU, more threads "
                              "spin against other processes and run several times slower; 0 = the library's choice)")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="dataset splits: batch size (default 4)")
@@ -55,15 +55,11 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = resolve_model(args.checkpoint)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
-    if args.threads < 0:
-        raise UserError(f"--threads must be >= 0, got {args.threads}")
     if args.dataset == "synthetic":
-        from road_seg_core.synthetic.render import check_size
-
         try:
-            check_size(args.width, args.height)
+            check_image_size(f"--width {args.width} --height {args.height}", args.width, args.height)
         except ValueError as exc:
-            raise UserError(f"--width {args.width} --height {args.height}: {exc}") from None
+            raise UserError(str(exc)) from None
     options = {"threads": args.threads} if args.threads and args.backend in ("torch", "onnxruntime") else {}
     try:
         engine = create_engine(checkpoint, backend=args.backend, device=args.device, **options)

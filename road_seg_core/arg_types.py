@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["non_negative_float", "non_negative_int", "positive_float", "positive_int"]
+__all__ = ["check_image_size", "non_negative_float", "non_negative_int", "positive_float", "positive_int"]
 
 
 def non_negative_int(text: str) -> int:
@@ -41,3 +41,14 @@ def non_negative_float(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(text)
     return value
+
+
+def check_image_size(flags: str, width: int, height: int) -> None:
+    """The simulator's size rule (`synthetic.render.check_size`) for an image size given on the command line;
+    ValueError prefixed with the flags as the user typed them (e.g. ``--width 8 --height 360``)."""
+    from road_seg_core.synthetic.render import check_size  # imported here: rendering is heavy, argparse is not
+
+    try:
+        check_size(width, height)
+    except ValueError as exc:
+        raise ValueError(f"{flags}: {exc}") from None

@@ -33,10 +33,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from road_seg_core.arg_types import non_negative_float, positive_float, positive_int
+from road_seg_core.arg_types import check_image_size, non_negative_float, positive_float, positive_int
 from road_seg_core.errors import UserError
 from road_seg_core import bench as model_bench
-from road_seg_core.synthetic.render import check_size
 from road_seg_ros import bench_live
 from road_seg_ros.bench_stages import STAGES, StageBench, received_messages, transport_in_process
 
@@ -78,10 +77,7 @@ def _sizes(text: str) -> list[tuple[int, int]]:
             size = (int(h), int(w))
         except ValueError:
             raise ValueError(f"--sizes: expected WxH, got {item!r}") from None
-        try:
-            check_size(size[1], size[0])
-        except ValueError as exc:
-            raise ValueError(f"--sizes {item}: {exc}") from None
+        check_image_size(f"--sizes {item}", size[1], size[0])
         out.append(size)
     return out
 
@@ -124,11 +120,8 @@ def run(args: argparse.Namespace) -> int:
         rates = _numbers("--rates", args.rates, 0.0, 1000.0)
         sizes = _sizes(args.sizes)
         drops = _numbers("--thermal-drop", args.thermal_drop, 0.0, 1.0, low_inclusive=True)
-        try:
-            check_size(args.sensor_width, args.sensor_height)
-        except ValueError as exc:
-            raise ValueError(f"--sensor-width {args.sensor_width} --sensor-height {args.sensor_height}: "
-                             f"{exc}") from None
+        check_image_size(f"--sensor-width {args.sensor_width} --sensor-height {args.sensor_height}",
+                         args.sensor_width, args.sensor_height)
         model_bench.model_input_size(args)  # both or neither, multiples of 32: before minutes of runs
         if args.soak > 0 and args.soak_warmup >= args.soak:
             raise ValueError(f"--soak-warmup {args.soak_warmup:g} must be shorter than --soak {args.soak:g} "

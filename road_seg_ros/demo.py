@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from road_seg_core.arg_types import non_negative_int, positive_float
+from road_seg_core.arg_types import check_image_size, non_negative_int, positive_float
 from road_seg_core.bundled import resolve_model
 from road_seg_core.errors import UserError
 from road_seg_core.metrics import ConfusionMatrix, to_json
@@ -77,12 +77,11 @@ def _number(value: str | None) -> int | float | None:
 
 def run(args: argparse.Namespace) -> int:
     from road_seg_core.checkpoint import load_checkpoint
-    from road_seg_core.synthetic.render import check_size
 
     try:
-        check_size(args.width, args.height)
+        check_image_size(f"--width {args.width} --height {args.height}", args.width, args.height)
     except ValueError as exc:
-        raise UserError(f"--width {args.width} --height {args.height}: {exc}") from None
+        raise UserError(str(exc)) from None
     model = str(resolve_model(args.model or None))
     load_checkpoint(model)  # a missing or broken model is one line (CheckpointError), not a node dying in its log
     out = Path(args.out)
