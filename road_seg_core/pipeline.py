@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from road_seg_core.engines.base import InferenceEngine
 from road_seg_core.frames import SensorFrame
+from road_seg_core.obstacle_confirm import NegativeObstacleConfirmation, ObstacleConfirmConfig
 from road_seg_core.postprocess import Masks, make_masks
 from road_seg_core.preprocess import PreprocessConfig, Preprocessor
 
@@ -38,10 +39,12 @@ class SegmentationPipeline:
     """
 
     def __init__(self, engine: InferenceEngine, preprocess: PreprocessConfig | None = None,
-                 preprocess_on: str = "auto") -> None:
+                 preprocess_on: str = "auto", obstacles: ObstacleConfirmConfig | None = None) -> None:
         if preprocess_on not in PREPROCESS_ON:
             raise ValueError(f"preprocess_on must be one of {', '.join(PREPROCESS_ON)}, got {preprocess_on!r}")
         self.engine = engine
+        #: Temporal confirmation of pothole blobs (off unless `obstacles.confirm_frames` > 1): state across frames.
+        self.confirm = NegativeObstacleConfirmation(obstacles)
         meta = engine.meta
         device = {"auto": engine.sensor_device, "host": None,
                   "engine": engine.sensor_device or "cpu"}[preprocess_on]
@@ -54,12 +57,20 @@ class SegmentationPipeline:
         else:
             self.preprocessor = Preprocessor(tuple(meta.modalities), tuple(meta.input_size), preprocess)
 
+    def reset(self) -> None:
+        """A new sequence (another drive, a bag played again): forget the tracked plane and pothole history."""
+        self.confirm.reset()
+        self.preprocessor.reset()
+
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.engine.meta.modalities)
 
     def run(self, frame: SensorFrame, with_overlay: bool = False, out: Masks | None = None) -> PipelineResult:
-        """Masks for one frame; with `out` (arrays at the frame's size) they are written into its arrays."""
+        """Masks for one frame; with `out` (arrays at the frame's size) they are written into its arrays.
+
+        Frames are taken as one sequence (the road plane and the pothole confirmation carry over); `reset`
+        starts a new one."""
         t0 = time.perf_counter()
         if self.on_device:
             t1 = t0
@@ -69,6 +80,10 @@ class SegmentationPipeline:
             t1 = time.perf_counter()
             labels_small = self.engine.infer_labels(inputs)[0]
         t2 = time.perf_counter()
+        if self.confirm.config.enabled:
+            if not labels_small.flags.writeable:
+                labels_small = labels_small.copy()
+            self.confirm(labels_small)
         # The full-size RGB image is made only for the overlay (a frame from the node holds the camera's pixels).
         masks = make_masks(labels_small, frame.rgb if with_overlay else None, frame.size, with_overlay, out)
         t3 = time.perf_counter()

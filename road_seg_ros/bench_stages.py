@@ -55,7 +55,7 @@ class StageBench:
 
         self.engine, self.cfg, self.messages = engine, cfg, messages
         self.plan = plan_inputs(tuple(engine.meta.modalities), cfg)
-        self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config(), preprocess_on)
+        self.pipeline = SegmentationPipeline(engine, cfg.preprocess_config(), preprocess_on, cfg.obstacles)
         # The node's reception path, built the way the node builds it (same synchroniser for the same config).
         self.reception = Reception(self.plan, cfg, functools.partial(image_to_array, use_cv_bridge=cfg.use_cv_bridge))
         first = messages[0]

@@ -64,7 +64,7 @@ class PerceptionNode(Node):
             raise StartupError(f"cannot load model: {exc}") from exc
         self.model_path = str(model_path)
         self.plan: InputPlan = plan_inputs(tuple(self.engine.meta.modalities), self.cfg)
-        self.pipeline = SegmentationPipeline(self.engine, self.cfg.preprocess_config())
+        self.pipeline = SegmentationPipeline(self.engine, self.cfg.preprocess_config(), obstacles=self.cfg.obstacles)
         self.stats = NodeStats()
         self._last_log: dict[tuple[str, str], float] = {}
 

@@ -485,3 +485,36 @@ def test_frame_assembly_shared_with_the_node():
         check_encoding("depth", "bgra8", "/d")
     assert disparity_intrinsics(0.0, 0.12, 8, 4) is None
     assert disparity_intrinsics(50.0, 0.12, 8, 4).baseline_m == 0.12
+
+
+def test_eval_bag_confirms_potholes_over_frames_as_the_node_would(tmp_path, bags, scenes, recording, node_cfg):
+    """`obstacles.confirm_frames` of the parameters file runs in the replay as in the node: the written labels
+    are those of road_seg_core's pipeline with the same confirmation over the same frames in order."""
+    from road_seg_core.obstacle_confirm import ObstacleConfirmConfig
+    from tiny_models import save_calibrated
+
+    checkpoint = save_calibrated(tmp_path / "seeded.pt", seed=1)  # untrained, seeded: it predicts some potholes
+    params = yaml.safe_load((config_dir() / "perception.yaml").read_text())
+    params["/**/road_seg"]["ros__parameters"]["obstacles"]["confirm_frames"] = 2
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    report, written = tmp_path / "r", tmp_path / "masks"
+    assert _eval(bags["mcap"], checkpoint, "--params", str(path), "--report", str(report),
+                 "--write-bag", str(written)) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["pothole_confirmation"] == {"confirm_frames": 2, "confirm_radius": 0.0125}
+
+    engine = create_engine(checkpoint, device="cpu")
+    pipelines = {n: SegmentationPipeline(engine, node_cfg.preprocess_config(),
+                                         obstacles=ObstacleConfirmConfig(confirm_frames=n)) for n in (1, 2)}
+    plain, confirmed = ({recording.stamp_ns(i): pipelines[n].run(s.frame).masks.labels for i, s in enumerate(scenes)}
+                        for n in (1, 2))
+    first = recording.stamp_ns(0)
+    assert (plain[first] == 3).any(), "the seeded model predicts potholes: the test can tell"
+    assert not (confirmed[first] == 3).any(), "nothing is confirmed on the first frame"
+    assert any((confirmed[s] == 3).any() for s in confirmed), "blobs seen twice are published"
+    labels = {stamp_ns(msg.header): image_array(msg) for topic, _, _, msg in _read(written)
+              if topic == "/road_seg/labels"}
+    assert labels.keys() == confirmed.keys()
+    for stamp, expected in confirmed.items():
+        assert np.array_equal(labels[stamp], expected), stamp

@@ -143,7 +143,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         plan = plan_inputs(tuple(engine.meta.modalities), cfg)
     except StartupError as exc:
         raise EvalError(str(exc)) from None
-    pipeline = SegmentationPipeline(engine, cfg.preprocess_config())
+    pipeline = SegmentationPipeline(engine, cfg.preprocess_config(), obstacles=cfg.obstacles)
 
     with closing(open_reader(bag)) as reader:
         replay = BagReplay(reader, cfg, plan, pipeline, with_overlay=bool(args.write_bag))
@@ -186,6 +186,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                       "precision": engine.precision, "modalities": list(engine.meta.modalities),
                       "input_size": list(engine.meta.input_size)},
             "params": str(params),
+            "pothole_confirmation": {"confirm_frames": cfg.obstacles.confirm_frames,
+                                     "confirm_radius": cfg.obstacles.confirm_radius},
             "sync": {"implementation": replay.reception.implementation, "policy": cfg.sync.policy,
                      "queue_size": cfg.sync.queue_size, "slop_s": cfg.sync.slop,
                      "topics": [i.topic for i in plan.sync_inputs],

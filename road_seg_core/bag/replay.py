@@ -136,6 +136,7 @@ class BagReplay:
         t1 = time.perf_counter()
         if not self._warm:
             self.pipeline.run(frame, with_overlay=self.with_overlay)
+            self.pipeline.reset()  # the warm-up frame must not count as seen (plane track, pothole confirmation)
             self._warm = True
         t2 = time.perf_counter()
         result = self.pipeline.run(frame, with_overlay=self.with_overlay)
