@@ -34,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic: comma-separated sensors that are down (e.g. thermal): fed as the node "
                              "feeds a missing sensor")
     parser.add_argument("--params", type=Path,
-                        help="node parameter file (config/perception.yaml) whose preprocessing to use")
+                        help="node parameter file (config/perception.yaml) whose preprocessing and pothole "
+                             "confirmation to use")
+    parser.add_argument("--confirm-frames", type=positive_int, default=None, metavar="N",
+                        help="synthetic --drive: publish a pothole blob only once predicted in N frames in a row, "
+                             "as the node's obstacles.confirm_frames (default: the --params file's, else 1 = off)")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
@@ -49,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from road_seg_core.bundled import resolve_model
     from road_seg_core.engines import EngineError, create_engine
-    from road_seg_training.evaluate import evaluate_split, evaluate_synthetic, preprocess_from_params
+    from road_seg_training.evaluate import evaluate_split, evaluate_synthetic, node_settings
 
     try:
         checkpoint = resolve_model(args.checkpoint)
@@ -71,13 +75,15 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset == "synthetic":
         conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
         drop = tuple(m.strip() for m in args.drop.split(",") if m.strip())
+        preprocess, obstacles = node_settings(args.params, args.confirm_frames)
         result = evaluate_synthetic(engine, frames=args.frames, seed=args.seed, width=args.width, height=args.height,
                                     conditions=conditions, drive=args.drive,
-                                    preprocess=preprocess_from_params(args.params), progress=not args.quiet,
-                                    drop=drop)
+                                    preprocess=preprocess, progress=not args.quiet,
+                                    drop=drop, obstacles=obstacles)
         header.update(split=f"seeds {args.seed}..{args.seed + args.frames - 1}" if not args.drive
                       else f"drive seed {args.seed}", frames=args.frames, conditions=list(conditions),
-                      resolution=[args.height, args.width], sensors_down=list(drop))
+                      resolution=[args.height, args.width], sensors_down=list(drop),
+                      pothole_confirm_frames=obstacles.confirm_frames)
     else:
         if not args.root:
             raise UserError(f"--root is required for --dataset {args.dataset}")

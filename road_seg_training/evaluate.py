@@ -64,26 +64,32 @@ def synthetic_scenes(frames: int, seed: int, width: int, height: int, conditions
 
 def evaluate_synthetic(engine: Any, frames: int, seed: int, width: int = 1280, height: int = 720,
                        conditions: Sequence[str] = ("day", "night", "fog"), drive: bool = False,
-                       preprocess: Any = None, progress: bool = False, drop: Sequence[str] = ()) -> dict[str, Any]:
-    """Metrics of `engine` on freshly rendered synthetic frames, overall and per condition (`drop`: sensors down)."""
+                       preprocess: Any = None, progress: bool = False, drop: Sequence[str] = (),
+                       obstacles: Any = None) -> dict[str, Any]:
+    """Metrics of `engine` on freshly rendered synthetic frames, overall and per condition (`drop`: sensors down;
+    `obstacles`: the node's pothole confirmation, `ObstacleConfirmConfig`, which needs a drive)."""
     if frames < 1:
         raise UserError(f"--frames must be >= 1, got {frames}")
+    if obstacles is not None and obstacles.enabled and not drive:
+        raise UserError(f"pothole confirmation over {obstacles.confirm_frames} frames needs successive frames: "
+                        f"give --drive (independent scenes are no sequence)")
     scenes = _progress(synthetic_scenes(frames, seed, width, height, conditions, drive), frames, "evaluate",
                        progress)
-    return evaluate_scenes(engine, scenes, preprocess, drop)
+    return evaluate_scenes(engine, scenes, preprocess, drop, obstacles)
 
 
 def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
-                    drop: Sequence[str] = ()) -> dict[str, Any]:
+                    drop: Sequence[str] = (), obstacles: Any = None) -> dict[str, Any]:
     """Run `SyntheticScene`s through `SegmentationPipeline` and score them against their exact labels.
 
     `drop` names sensors that are down at test time: depth/disparity/thermal
     are absent from the frame (the node feeds zeros), a dead colour camera
-    delivers black frames.
+    delivers black frames. The scenes are one sequence (the road plane and,
+    with `obstacles`, the pothole confirmation carry over between them).
     """
     from road_seg_core.pipeline import SegmentationPipeline
 
-    pipeline = SegmentationPipeline(engine, preprocess)
+    pipeline = SegmentationPipeline(engine, preprocess, obstacles=obstacles)
     overall = ConfusionMatrix()
     obstacles = ObstacleCounter()
     by_condition: dict[str, ConfusionMatrix] = {}
@@ -173,13 +179,27 @@ def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
             "iou": {name: m["iou"] for name, m in metrics["per_class"].items()}}
 
 
-def preprocess_from_params(params: Path | None):
-    """Preprocessing of the node parameter file, or the node's defaults."""
-    if params is None:
-        return None
-    from road_seg_core.node_config import PerceptionConfig
+def node_settings(params: Path | None, confirm_frames: int | None = None) -> tuple[Any, Any]:
+    """(PreprocessConfig, ObstacleConfirmConfig) of the node parameter file, or the node's defaults (None, off);
+    `confirm_frames` overrides the file's `obstacles.confirm_frames`. A bad file or value is a UserError."""
+    import dataclasses
 
-    return PerceptionConfig.from_yaml(params).preprocess_config()
+    from road_seg_core.node_config import PerceptionConfig
+    from road_seg_core.obstacle_confirm import ObstacleConfirmConfig
+
+    preprocess, obstacles = None, ObstacleConfirmConfig()
+    if params is not None:
+        try:
+            cfg = PerceptionConfig.from_yaml(params)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(f"--params {params}: {exc}") from None
+        preprocess, obstacles = cfg.preprocess_config(), cfg.obstacles
+    if confirm_frames is not None:
+        try:
+            obstacles = dataclasses.replace(obstacles, confirm_frames=confirm_frames)
+        except ValueError as exc:
+            raise UserError(f"--confirm-frames: {exc}") from None
+    return preprocess, obstacles
 
 
 def _progress(items: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:

@@ -388,3 +388,23 @@ def test_evaluate_splits_near_pothole_recall_by_the_depth_cameras_measurement(ti
     assert 0 < ob_up["near_potholes_with_sensor_depth"] <= ob_up["near_potholes"]
     assert ob_down["near_potholes_with_sensor_depth"] == 0
     assert ob_down["pothole_recall_near_20m_with_sensor_depth"] is None  # NaN in JSON terms: nothing to count
+
+
+def test_evaluate_scores_a_drive_with_the_nodes_pothole_confirmation(tmp_path):
+    """A seeded untrained model paints potholes here and there: confirmed over two frames, the first frame of the
+    drive has none and blobs seen once are dropped, so it finds fewer potholes (by object) than unconfirmed;
+    independent scenes refuse it."""
+    from road_seg_core.engines import create_engine
+    from road_seg_core.errors import UserError
+    from road_seg_core.obstacle_confirm import ObstacleConfirmConfig
+    from tiny_models import save_calibrated
+
+    engine = create_engine(str(save_calibrated(tmp_path / "seeded.pt", seed=1)), backend="torch", device="cpu")
+    args = dict(frames=4, seed=3, width=192, height=108, conditions=("day",), drive=True)
+    plain = evaluate_synthetic(engine, **args)["obstacles"]
+    confirmed = evaluate_synthetic(engine, **args, obstacles=ObstacleConfirmConfig(confirm_frames=2))["obstacles"]
+    assert plain["potholes"] == confirmed["potholes"] > 0
+    assert plain["potholes_found"] > 0, "the seeded model predicts potholes: the test can tell"
+    assert confirmed["potholes_found"] < plain["potholes_found"]
+    with pytest.raises(UserError, match="needs successive frames"):
+        evaluate_synthetic(engine, **{**args, "drive": False}, obstacles=ObstacleConfirmConfig(confirm_frames=2))
