@@ -8,6 +8,11 @@ misses three small ones loses little IoU. Per frame this module counts
 * phantom frames: the ground truth has no negative obstacle (no pothole pixel)
   but the prediction has a connected negative-obstacle blob of more than
   `min_area_fraction` of the image;
+* false pothole blobs: predicted negative-obstacle blobs of more than
+  `min_area_fraction` of the image that touch no ground-truth negative
+  obstacle pixel, over all predicted blobs of that size, in every frame: a
+  phantom in a frame that also holds a real pothole elsewhere is not a
+  phantom frame, but it is a false blob (the planner brakes for it all the same);
 * pothole recall by object: connected components of ground-truth negative
   obstacle (8-connected), each found when at least one predicted negative
   obstacle pixel overlaps it; also only for objects nearer than `near_m`
@@ -67,6 +72,9 @@ class ObstacleCounter:
     near_measured_found: int = 0
     #: Ground-truth objects whose distance was unknown (no depth given, or no valid depth on them).
     objects_without_depth: int = 0
+    #: Predicted negative-obstacle blobs larger than `min_area_fraction` of the image, and those touching no true one.
+    blobs: int = 0
+    false_blobs: int = 0
 
     def update(self, pred: np.ndarray, target: np.ndarray, depth: np.ndarray | None = None,
                sensor_depth: np.ndarray | None = None) -> dict[str, int]:
@@ -91,14 +99,20 @@ class ObstacleCounter:
         truth = target == self.negative_class
         predicted = (pred == self.negative_class) & scored
         self.frames += 1
-        frame = {"phantom": 0, "objects": 0, "found": 0}
+        frame = {"phantom": 0, "objects": 0, "found": 0, "blobs": 0, "false_blobs": 0}
+        if predicted.any():
+            count, blob_image, stats = _components(predicted)
+            large = stats[:, cv2.CC_STAT_AREA] > self.min_area_fraction * target.size
+            touches = np.zeros(count + 1, bool)
+            touches[np.unique(blob_image[truth & predicted])] = True
+            frame.update(blobs=int(large.sum()), false_blobs=int((large & ~touches[1:]).sum()))
+            self.blobs += frame["blobs"]
+            self.false_blobs += frame["false_blobs"]
         if not truth.any():
             self.clear_frames += 1
-            if predicted.any():
-                count, _, stats = _components(predicted)
-                if count and int(stats[:, cv2.CC_STAT_AREA].max()) > self.min_area_fraction * target.size:
-                    self.phantom_frames += 1
-                    frame["phantom"] = 1
+            if frame["blobs"]:
+                self.phantom_frames += 1
+                frame["phantom"] = 1
             return frame
         count, label_image, stats = _components(truth)
         hit = np.zeros(count + 1, bool)
@@ -145,7 +159,8 @@ class ObstacleCounter:
 
     def merge(self, other: "ObstacleCounter") -> None:
         for name in ("frames", "clear_frames", "phantom_frames", "objects", "objects_found", "near_objects",
-                     "near_found", "near_measured", "near_measured_found", "objects_without_depth"):
+                     "near_found", "near_measured", "near_measured_found", "objects_without_depth", "blobs",
+                     "false_blobs"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def compute(self) -> dict[str, Any]:
@@ -155,6 +170,8 @@ class ObstacleCounter:
 
         return {
             "phantom_frame_rate": share(self.phantom_frames, self.clear_frames),
+            "false_pothole_blob_rate": share(self.false_blobs, self.blobs),
+            "pothole_blobs": self.blobs, "false_pothole_blobs": self.false_blobs,
             "pothole_recall": share(self.objects_found, self.objects),
             f"pothole_recall_near_{self.near_m:g}m": share(self.near_found, self.near_objects),
             "frames": self.frames, "clear_frames": self.clear_frames, "phantom_frames": self.phantom_frames,
@@ -176,6 +193,9 @@ def obstacle_convention(counter: ObstacleCounter | None = None) -> dict[str, str
         "phantom_frame_rate": "share of frames without ground-truth negative obstacle in which the prediction has an "
                               f"8-connected negative-obstacle blob larger than {counter.min_area_fraction:g} of the "
                               "image",
+        "false_pothole_blob_rate": "share of the predicted negative-obstacle blobs larger than "
+                                   f"{counter.min_area_fraction:g} of the image (8-connected, in every frame) that "
+                                   "touch no ground-truth negative-obstacle pixel",
         "pothole_recall": "share of ground-truth negative-obstacle objects (8-connected components) that at least "
                           "one predicted negative-obstacle pixel overlaps",
         f"pothole_recall_near_{counter.near_m:g}m": f"the same for objects whose median depth is < {counter.near_m:g} m",

@@ -223,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['latency_ms']['p99']} ms")
     ob = summary["obstacles"]
     print(f"demo: potholes found {ob['potholes_found']}/{ob['potholes']} by object; phantom pothole frames "
-          f"{ob['phantom_frames']}/{ob['clear_frames']} of the frames without a pothole")
+          f"{ob['phantom_frames']}/{ob['clear_frames']} of the frames without a pothole; false pothole blobs "
+          f"{ob['false_pothole_blobs']}/{ob['pothole_blobs']}")
     print(f"demo: overlays (camera | prediction | ground truth) and summary.json in {out.resolve()}")
     return 0 if matched else 1

@@ -53,6 +53,9 @@ def test_phantom_frames_count_only_clear_frames_with_a_large_enough_blob():
     assert out["frames"] == 6 and out["clear_frames"] == 5
     assert out["phantom_frames"] == expected_phantoms == 2
     assert out["phantom_frame_rate"] == pytest.approx(2 / 5)
+    # Blobs over 10 px touching no true pothole: the two phantoms and frame 5's blob beside a real pothole.
+    assert out["pothole_blobs"] == 3 and out["false_pothole_blobs"] == 3
+    assert out["false_pothole_blob_rate"] == 1.0
 
 
 def test_pothole_recall_by_object_and_by_distance():
@@ -71,7 +74,7 @@ def test_pothole_recall_by_object_and_by_distance():
     pred[40:45, 60:62] = L.NEGATIVE_OBSTACLE  # part of the 40 m one
     pred[50:52, 90:95] = L.NEGATIVE_OBSTACLE  # a false blob touches no object
     frame = counter.update(pred, truth, depth)
-    assert frame == {"phantom": 0, "objects": 4, "found": 2}
+    assert frame == {"phantom": 0, "objects": 4, "found": 2, "blobs": 3, "false_blobs": 1}
     # A second frame without depth: its one pothole (found) counts overall only.
     truth2 = road()
     truth2[30:33, 30:40] = L.NEGATIVE_OBSTACLE
@@ -83,6 +86,8 @@ def test_pothole_recall_by_object_and_by_distance():
     assert out["pothole_recall_near_20m"] == pytest.approx(0.5)
     assert out["potholes_without_depth"] == 1
     assert out["clear_frames"] == 0 and math.isnan(out["phantom_frame_rate"])
+    assert out["pothole_blobs"] == 4 and out["false_pothole_blobs"] == 1  # frame 2's blob is its pothole
+    assert out["false_pothole_blob_rate"] == pytest.approx(1 / 4)
 
 
 def test_near_recall_is_split_by_what_the_depth_camera_measured():
@@ -125,6 +130,7 @@ def test_merge_adds_counts_and_bad_shapes_are_refused():
     b.update(clear.copy(), clear)
     a.merge(b)
     assert a.compute()["phantom_frames"] == 1 and a.compute()["clear_frames"] == 2
+    assert a.compute()["false_pothole_blobs"] == a.compute()["pothole_blobs"] == 1
     with pytest.raises(ValueError, match="shape"):
         a.update(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
     with pytest.raises(ValueError, match="depth shape"):

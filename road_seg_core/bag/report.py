@@ -172,7 +172,9 @@ def _obstacle_lines(obstacles: dict[str, Any] | None) -> list[str]:
         return []
     return [f"Negative obstacles by object: phantom frames {_share(obstacles, 'phantom_frames', 'clear_frames')} "
             "(frames whose ground truth has no pothole but the prediction shows a pothole blob larger than "
-            f"{obstacles['min_blob_fraction']:g} of the image); pothole recall "
+            f"{obstacles['min_blob_fraction']:g} of the image); false pothole blobs "
+            f"{_share(obstacles, 'false_pothole_blobs', 'pothole_blobs')} (predicted blobs of that size touching no "
+            "ground-truth pothole, in any frame); pothole recall "
             f"{_share(obstacles, 'potholes_found', 'potholes')} (ground-truth potholes any predicted pothole pixel "
             f"overlaps), nearer than {NEAR} m {_share(obstacles, 'near_potholes_found', 'near_potholes')} "
             f"(distance from the bag's depth; {obstacles['potholes_without_depth']} potholes without depth"
@@ -215,13 +217,14 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     if conds:
         names = list(next(iter(conds.values()))["per_class"])
         lines += ["## Per condition", "", "| condition | frames | mIoU | obstacle IoU | "
-                  + " | ".join(f"{n} IoU" for n in names) + " | phantom frames | pothole recall | "
-                  f"recall < {NEAR}m |", "|---" * (7 + len(names)) + "|"]
+                  + " | ".join(f"{n} IoU" for n in names) + " | phantom frames | false pothole blobs | "
+                  f"pothole recall | recall < {NEAR}m |", "|---" * (8 + len(names)) + "|"]
         for cond, m in conds.items():
             ob = m.get("obstacles") or {}
             lines.append(f"| {cond} | {m['frames']} | {_fmt(m['miou'])} | {_fmt(m['obstacle_iou'])} | "
                          + " | ".join(_fmt(m["per_class"][n]["iou"]) for n in names)
                          + f" | {_share(ob, 'phantom_frames', 'clear_frames')} | "
+                           f"{_share(ob, 'false_pothole_blobs', 'pothole_blobs')} | "
                            f"{_share(ob, 'potholes_found', 'potholes')} | "
                            f"{_share(ob, 'near_potholes_found', 'near_potholes')} |")
         lines.append("")
