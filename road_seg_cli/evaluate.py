@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-frames", type=positive_int, default=None, metavar="N",
                         help="synthetic --drive: publish a pothole blob only once predicted in N frames in a row, "
                              "as the node's obstacles.confirm_frames (default: the --params file's, else 1 = off)")
+    parser.add_argument("--min-depth-share", type=float, default=None, metavar="S",
+                        help="synthetic: publish a pothole blob only if depth was measured on this share of its "
+                             "pixels, as the node's obstacles.min_depth_share (default: the --params file's, else "
+                             "the node's 0.5; 0 = the network's raw output)")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset == "synthetic":
         conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
         drop = tuple(m.strip() for m in args.drop.split(",") if m.strip())
-        preprocess, obstacles = node_settings(args.params, args.confirm_frames)
+        preprocess, obstacles = node_settings(args.params, confirm_frames=args.confirm_frames,
+                                              min_depth_share=args.min_depth_share)
         result = evaluate_synthetic(engine, frames=args.frames, seed=args.seed, width=args.width, height=args.height,
                                     conditions=conditions, drive=args.drive,
                                     preprocess=preprocess, progress=not args.quiet,
@@ -83,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         header.update(split=f"seeds {args.seed}..{args.seed + args.frames - 1}" if not args.drive
                       else f"drive seed {args.seed}", frames=args.frames, conditions=list(conditions),
                       resolution=[args.height, args.width], sensors_down=list(drop),
-                      pothole_confirm_frames=obstacles.confirm_frames)
+                      potholes_published={"min_depth_share": obstacles.min_depth_share,
+                                          "confirm_frames": obstacles.confirm_frames})
     else:
         if not args.root:
             raise UserError(f"--root is required for --dataset {args.dataset}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from road_seg_core.obstacle_confirm import ObstacleConfirmConfig
+from road_seg_core.pothole_filter import PotholeFilterConfig
 from road_seg_core.preprocess import PreprocessConfig
 from road_seg_core.sensor_spec import Topics
 from road_seg_core.thermal import ThermalConfig
@@ -138,8 +138,8 @@ class PerceptionConfig:
     qos: QosSettings = field(default_factory=QosSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
-    #: `obstacles.confirm_frames` / `confirm_radius`: pothole blobs published only once seen in frames in a row.
-    obstacles: ObstacleConfirmConfig = field(default_factory=ObstacleConfirmConfig)
+    #: `obstacles.*`: which predicted pothole blobs are published (depth verification, confirmation over frames).
+    obstacles: PotholeFilterConfig = field(default_factory=PotholeFilterConfig)
 
     def __post_init__(self) -> None:
         if not _DEVICE.match(self.device):

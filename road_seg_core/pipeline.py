@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from road_seg_core.engines.base import InferenceEngine
 from road_seg_core.frames import SensorFrame
-from road_seg_core.obstacle_confirm import NegativeObstacleConfirmation, ObstacleConfirmConfig
+from road_seg_core.pothole_filter import PotholeFilter, PotholeFilterConfig, depth_measured
 from road_seg_core.postprocess import Masks, make_masks
 from road_seg_core.preprocess import PreprocessConfig, Preprocessor
 
@@ -39,13 +39,17 @@ class SegmentationPipeline:
     """
 
     def __init__(self, engine: InferenceEngine, preprocess: PreprocessConfig | None = None,
-                 preprocess_on: str = "auto", obstacles: ObstacleConfirmConfig | None = None) -> None:
+                 preprocess_on: str = "auto", obstacles: PotholeFilterConfig | None = None) -> None:
         if preprocess_on not in PREPROCESS_ON:
             raise ValueError(f"preprocess_on must be one of {', '.join(PREPROCESS_ON)}, got {preprocess_on!r}")
         self.engine = engine
-        #: Temporal confirmation of pothole blobs (off unless `obstacles.confirm_frames` > 1): state across frames.
-        self.confirm = NegativeObstacleConfirmation(obstacles)
+        #: Depth verification and temporal confirmation of pothole blobs (`obstacles.*`): state across frames.
+        self.potholes = PotholeFilter(obstacles)
         meta = engine.meta
+        # Verification needs what the model was fed: a depth-like input (the node subscribes to nothing else).
+        self._verify_depth = self.potholes.config.min_depth_share > 0 and bool(
+            {"depth", "disparity", "height"} & set(meta.modalities))
+        self._depth_source = (preprocess or PreprocessConfig()).depth_source
         device = {"auto": engine.sensor_device, "host": None,
                   "engine": engine.sensor_device or "cpu"}[preprocess_on]
         self.on_device = device is not None
@@ -59,8 +63,16 @@ class SegmentationPipeline:
 
     def reset(self) -> None:
         """A new sequence (another drive, a bag played again): forget the tracked plane and pothole history."""
-        self.confirm.reset()
+        self.potholes.reset()
         self.preprocessor.reset()
+
+    def _measured(self, frame: SensorFrame, size: tuple[int, int]):
+        """Where the depth camera measured, at the label image's size; None when there is nothing to verify
+        against (verification off, a model without depth input, depth computed from stereo, the sensor down)."""
+        if not self._verify_depth:
+            return None
+        source = {"depth": frame.depth, "disparity": frame.disparity}.get(self._depth_source)
+        return depth_measured(source, size)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -80,10 +92,10 @@ class SegmentationPipeline:
             t1 = time.perf_counter()
             labels_small = self.engine.infer_labels(inputs)[0]
         t2 = time.perf_counter()
-        if self.confirm.config.enabled:
+        if self.potholes.config.enabled:
             if not labels_small.flags.writeable:
                 labels_small = labels_small.copy()
-            self.confirm(labels_small)
+            self.potholes(labels_small, self._measured(frame, labels_small.shape))
         # The full-size RGB image is made only for the overlay (a frame from the node holds the camera's pixels).
         masks = make_masks(labels_small, frame.rgb if with_overlay else None, frame.size, with_overlay, out)
         t3 = time.perf_counter()

@@ -67,10 +67,11 @@ def evaluate_synthetic(engine: Any, frames: int, seed: int, width: int = 1280, h
                        preprocess: Any = None, progress: bool = False, drop: Sequence[str] = (),
                        obstacles: Any = None) -> dict[str, Any]:
     """Metrics of `engine` on freshly rendered synthetic frames, overall and per condition (`drop`: sensors down;
-    `obstacles`: the node's pothole confirmation, `ObstacleConfirmConfig`, which needs a drive)."""
+    `obstacles`: which pothole blobs the node publishes, `PotholeFilterConfig`, default the node's; confirmation
+    over frames needs a drive)."""
     if frames < 1:
         raise UserError(f"--frames must be >= 1, got {frames}")
-    if obstacles is not None and obstacles.enabled and not drive:
+    if obstacles is not None and obstacles.confirm_frames > 1 and not drive:
         raise UserError(f"pothole confirmation over {obstacles.confirm_frames} frames needs successive frames: "
                         f"give --drive (independent scenes are no sequence)")
     scenes = _progress(synthetic_scenes(frames, seed, width, height, conditions, drive), frames, "evaluate",
@@ -84,8 +85,8 @@ def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
 
     `drop` names sensors that are down at test time: depth/disparity/thermal
     are absent from the frame (the node feeds zeros), a dead colour camera
-    delivers black frames. The scenes are one sequence (the road plane and,
-    with `obstacles`, the pothole confirmation carry over between them).
+    delivers black frames. The scenes are one sequence (the road plane and
+    the pothole confirmation, when on, carry over between them).
     """
     from road_seg_core.pipeline import SegmentationPipeline
 
@@ -179,26 +180,28 @@ def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
             "iou": {name: m["iou"] for name, m in metrics["per_class"].items()}}
 
 
-def node_settings(params: Path | None, confirm_frames: int | None = None) -> tuple[Any, Any]:
-    """(PreprocessConfig, ObstacleConfirmConfig) of the node parameter file, or the node's defaults (None, off);
-    `confirm_frames` overrides the file's `obstacles.confirm_frames`. A bad file or value is a UserError."""
+def node_settings(params: Path | None, **obstacle_overrides: Any) -> tuple[Any, Any]:
+    """(PreprocessConfig, PotholeFilterConfig) of the node parameter file, or the node's defaults;
+    `obstacle_overrides` (e.g. confirm_frames=2; None = keep) replace the file's `obstacles.*`. A bad file or value
+    is a UserError."""
     import dataclasses
 
     from road_seg_core.node_config import PerceptionConfig
-    from road_seg_core.obstacle_confirm import ObstacleConfirmConfig
+    from road_seg_core.pothole_filter import PotholeFilterConfig
 
-    preprocess, obstacles = None, ObstacleConfirmConfig()
+    preprocess, obstacles = None, PotholeFilterConfig()
     if params is not None:
         try:
             cfg = PerceptionConfig.from_yaml(params)
         except (FileNotFoundError, ValueError) as exc:
             raise UserError(f"--params {params}: {exc}") from None
         preprocess, obstacles = cfg.preprocess_config(), cfg.obstacles
-    if confirm_frames is not None:
-        try:
-            obstacles = dataclasses.replace(obstacles, confirm_frames=confirm_frames)
-        except ValueError as exc:
-            raise UserError(f"--confirm-frames: {exc}") from None
+    for name, value in obstacle_overrides.items():
+        if value is not None:
+            try:
+                obstacles = dataclasses.replace(obstacles, **{name: value})
+            except ValueError as exc:
+                raise UserError(f"--{name.replace('_', '-')}: {exc}") from None
     return preprocess, obstacles
 
 

@@ -490,7 +490,7 @@ def test_frame_assembly_shared_with_the_node():
 def test_eval_bag_confirms_potholes_over_frames_as_the_node_would(tmp_path, bags, scenes, recording, node_cfg):
     """`obstacles.confirm_frames` of the parameters file runs in the replay as in the node: the written labels
     are those of road_seg_core's pipeline with the same confirmation over the same frames in order."""
-    from road_seg_core.obstacle_confirm import ObstacleConfirmConfig
+    from road_seg_core.pothole_filter import PotholeFilterConfig
     from tiny_models import save_calibrated
 
     checkpoint = save_calibrated(tmp_path / "seeded.pt", seed=1)  # untrained, seeded: it predicts some potholes
@@ -502,11 +502,11 @@ def test_eval_bag_confirms_potholes_over_frames_as_the_node_would(tmp_path, bags
     assert _eval(bags["mcap"], checkpoint, "--params", str(path), "--report", str(report),
                  "--write-bag", str(written)) == 0
     metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["pothole_confirmation"] == {"confirm_frames": 2, "confirm_radius": 0.0125}
+    assert metrics["potholes_published"] == {"min_depth_share": 0.5, "confirm_frames": 2, "confirm_radius": 0.0125}
 
     engine = create_engine(checkpoint, device="cpu")
     pipelines = {n: SegmentationPipeline(engine, node_cfg.preprocess_config(),
-                                         obstacles=ObstacleConfirmConfig(confirm_frames=n)) for n in (1, 2)}
+                                         obstacles=PotholeFilterConfig(confirm_frames=n)) for n in (1, 2)}
     plain, confirmed = ({recording.stamp_ns(i): pipelines[n].run(s.frame).masks.labels for i, s in enumerate(scenes)}
                         for n in (1, 2))
     first = recording.stamp_ns(0)

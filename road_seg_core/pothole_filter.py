@@ -1,0 +1,130 @@
+"""What the node publishes as a pothole: depth verification and temporal confirmation of negative-obstacle blobs.
+
+The network paints phantom potholes in two ways (measured on synthetic drives, README):
+at night nearly every false pothole blob lies wholly in a stereo hole (dark asphalt
+gives the depth camera no match, and the network took "no depth on the road" for a
+hole), and some are one frame's mistake. Two optional checks on each predicted
+negative-obstacle blob (8-connected), each painting a rejected blob drivable (a
+negative obstacle lies on the road surface):
+
+* depth verification (`min_depth_share` > 0): the blob is kept only when the depth
+  camera measured at least that share of its pixels. Potholes inside stereo holes are
+  then never reported; with the depth camera down (no depth in the frame) nothing can
+  be verified and the blobs pass unchecked;
+* temporal confirmation (`confirm_frames` > 1): the blob is kept only when it overlaps,
+  within `confirm_radius` (a share of the image width, for the motion between frames),
+  the blobs that passed verification in each of the previous `confirm_frames - 1`
+  frames. The price is `confirm_frames - 1` frames of detection latency.
+
+Both run on the model's label image (before upsampling), so their cost and radius do
+not depend on the camera's resolution.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from road_seg_core import labels as L
+
+__all__ = ["PotholeFilterConfig", "PotholeFilter", "depth_measured"]
+
+#: Most frames a blob may be asked to persist: beyond a few frames at 10 Hz a near pothole is gone from view.
+MAX_CONFIRM_FRAMES = 10
+
+
+@dataclass
+class PotholeFilterConfig:
+    """Parameters `obstacles.min_depth_share`, `obstacles.confirm_frames` and `obstacles.confirm_radius`."""
+
+    #: Share of a pothole blob's pixels the depth camera must have measured for it to be published; 0 = off.
+    min_depth_share: float = 0.5
+    #: Frames in a row a negative-obstacle blob must be predicted in to be published; 1 = every blob at once (off).
+    confirm_frames: int = 1
+    #: How far (share of the image width) a blob may have moved since the previous frame and still confirm it.
+    confirm_radius: float = 0.0125
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_depth_share <= 1:
+            raise ValueError(f"min_depth_share must be 0 (off) to 1, got {self.min_depth_share:g}")
+        if not 1 <= self.confirm_frames <= MAX_CONFIRM_FRAMES:
+            raise ValueError(f"confirm_frames must be 1 (off) to {MAX_CONFIRM_FRAMES}, got {self.confirm_frames}")
+        if not 0 <= self.confirm_radius <= 0.25:
+            raise ValueError(f"confirm_radius must be 0 to 0.25 of the image width, got {self.confirm_radius:g}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.min_depth_share > 0 or self.confirm_frames > 1
+
+
+def depth_measured(depth: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """uint8 mask (1 = measured: finite and > 0) of a depth or disparity image at (height, width), nearest
+    resampled; None without an image."""
+    if depth is None:
+        return None
+    with np.errstate(invalid="ignore"):
+        measured = (np.isfinite(depth) & (depth > 0)).view(np.uint8)
+    if measured.shape != size:
+        measured = cv2.resize(measured, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return measured
+
+
+class PotholeFilter:
+    """Filters each new label image in place; keeps the last frames' published pothole masks for confirmation."""
+
+    def __init__(self, config: PotholeFilterConfig | None = None) -> None:
+        self.config = config or PotholeFilterConfig()
+        self._history: deque[np.ndarray] = deque(maxlen=max(1, self.config.confirm_frames - 1))
+        self._kernel: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the history (a new sequence: the next blobs need `confirm_frames` frames again)."""
+        self._history.clear()
+
+    def _support_kernel(self, width: int) -> np.ndarray:
+        radius = int(round(self.config.confirm_radius * width))
+        if self._kernel is None or self._kernel.shape[0] != 2 * radius + 1:
+            # A square (separable, 4x cheaper than a disc at 320x512): up to radius * sqrt(2) on a diagonal.
+            self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+        return self._kernel
+
+    def __call__(self, labels: np.ndarray, measured: np.ndarray | None = None) -> np.ndarray:
+        """Filter a (H, W) uint8 label image in place and return it.
+
+        `measured`: uint8 (H, W), 1 where the depth camera measured (`depth_measured`); None = no depth camera
+        in this frame, so no verification."""
+        cfg = self.config
+        if not cfg.enabled:
+            return labels
+        confirming = cfg.confirm_frames > 1
+        if confirming and self._history and self._history[-1].shape != labels.shape:
+            self.reset()  # the model's output size changed: the old masks say nothing about this frame
+        raw = (labels == L.NEGATIVE_OBSTACLE).view(np.uint8)
+        if not raw.any():
+            if confirming:
+                self._history.append(raw.copy())
+            return labels
+        count, blobs = cv2.connectedComponents(raw, connectivity=8, ltype=cv2.CV_16U)
+        keep = np.ones(count, bool)
+        if cfg.min_depth_share > 0 and measured is not None:
+            if measured.shape != labels.shape:
+                raise ValueError(f"depth mask {measured.shape} != labels {labels.shape}")
+            pixels = np.bincount(blobs.ravel(), minlength=count)
+            with_depth = np.bincount(blobs[measured.view(bool)], minlength=count)
+            keep &= with_depth >= cfg.min_depth_share * pixels
+        if confirming:
+            verified = keep.copy()
+            verified[0] = False
+            full = len(self._history) == self._history.maxlen
+            for previous in self._history if full else ():
+                support = cv2.dilate(previous, self._support_kernel(raw.shape[1]))
+                keep &= np.bincount(blobs[support.view(bool)], minlength=count) > 0
+            self._history.append(np.take(verified.view(np.uint8), blobs))
+            if not full:
+                keep[:] = False  # nothing seen before: nothing confirmed yet
+        keep[0] = True  # label 0: not a negative-obstacle pixel
+        if not keep.all():
+            np.putmask(labels, np.take((~keep).view(np.uint8), blobs), L.DRIVABLE)
+        return labels
