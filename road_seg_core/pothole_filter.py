@@ -4,8 +4,9 @@ The network paints phantom potholes in two ways (measured on synthetic drives, R
 at night nearly every false pothole blob lies wholly in a stereo hole (dark asphalt
 gives the depth camera no match, and the network took "no depth on the road" for a
 hole), and some are one frame's mistake. Two optional checks on each predicted
-negative-obstacle blob (8-connected), each painting a rejected blob drivable (a
-negative obstacle lies on the road surface):
+negative-obstacle blob (8-connected). A rejected blob is published as background:
+neither an obstacle to brake for nor free road (painted drivable, a real pothole the
+check could not verify would be planned through; measured, that cost drivable IoU):
 
 * depth verification (`min_depth_share` > 0): the blob is kept only when the depth
   camera measured at least that share of its pixels. Potholes inside stereo holes are
@@ -72,7 +73,8 @@ def depth_measured(depth: np.ndarray | None, size: tuple[int, int]) -> np.ndarra
 
 
 class PotholeFilter:
-    """Filters each new label image in place; keeps the last frames' published pothole masks for confirmation."""
+    """Filters each new label image in place (rejected blobs become background); keeps the last frames' verified
+    pothole masks for confirmation."""
 
     def __init__(self, config: PotholeFilterConfig | None = None) -> None:
         self.config = config or PotholeFilterConfig()
@@ -126,5 +128,5 @@ class PotholeFilter:
                 keep[:] = False  # nothing seen before: nothing confirmed yet
         keep[0] = True  # label 0: not a negative-obstacle pixel
         if not keep.all():
-            np.putmask(labels, np.take((~keep).view(np.uint8), blobs), L.DRIVABLE)
+            np.putmask(labels, np.take((~keep).view(np.uint8), blobs), L.BACKGROUND)
         return labels

@@ -34,11 +34,11 @@ def test_two_frames_publish_a_moving_pothole_from_its_second_sighting_and_drop_o
     confirm = PotholeFilter(PotholeFilterConfig(min_depth_share=0, confirm_frames=2, confirm_radius=0.05))
     first = confirm(road((20, 24, 10, 14)))
     assert potholes(first) == 0, "a first sighting is not confirmed yet"
-    assert first[22, 12] == L.DRIVABLE  # painted as the road it lies on
+    assert first[22, 12] == L.BACKGROUND  # unconfirmed: neither obstacle nor free road
     # The pothole came 3 rows nearer (within the 4 px radius); a new blob far from anything seen appears too.
     second = confirm(road((23, 27, 11, 15), (12, 14, 60, 66)))
     assert potholes(second) == 16, "the moved pothole is kept whole"
-    assert np.all(second[12:14, 60:66] == L.DRIVABLE), "a blob with no predecessor is a phantom"
+    assert np.all(second[12:14, 60:66] == L.BACKGROUND), "a blob with no predecessor is a phantom"
     # A jump of 20 px is not the same pothole.
     third = confirm(road((23, 27, 35, 39)))
     assert potholes(third) == 0
@@ -69,7 +69,7 @@ def test_depth_verification_keeps_the_blobs_the_depth_camera_measured_enough_of(
     measured[20:23, 50:54] = 0  # 12 of 16 without depth
     out = PotholeFilter(PotholeFilterConfig(min_depth_share=0.5))(labels.copy(), measured)
     assert potholes(out[:, :20]) == 16 and potholes(out[:, 25:40]) == 16
-    assert potholes(out[:, 45:]) == 0 and np.all(out[20:24, 50:54] == L.DRIVABLE)
+    assert potholes(out[:, 45:]) == 0 and np.all(out[20:24, 50:54] == L.BACKGROUND)
     # No depth camera in the frame: nothing to verify against, every blob passes.
     assert np.array_equal(PotholeFilter()(labels.copy(), None), labels)
     with pytest.raises(ValueError, match="depth mask"):
