@@ -65,11 +65,11 @@ def depth_measured(depth: np.ndarray | None, size: tuple[int, int]) -> np.ndarra
     resampled; None without an image."""
     if depth is None:
         return None
+    depth = np.asarray(depth, np.float32)
+    if depth.shape != size:  # nearest first (NaN and inf are kept as they are): 1/6 of the pixels to test at 720p
+        depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     with np.errstate(invalid="ignore"):
-        measured = (np.isfinite(depth) & (depth > 0)).view(np.uint8)
-    if measured.shape != size:
-        measured = cv2.resize(measured, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    return measured
+        return (np.isfinite(depth) & (depth > 0)).view(np.uint8)
 
 
 class PotholeFilter:
@@ -113,8 +113,10 @@ class PotholeFilter:
         if cfg.min_depth_share > 0 and measured is not None:
             if measured.shape != labels.shape:
                 raise ValueError(f"depth mask {measured.shape} != labels {labels.shape}")
-            pixels = np.bincount(blobs.ravel(), minlength=count)
-            with_depth = np.bincount(blobs[measured.view(bool)], minlength=count)
+            inside = raw.view(bool)  # the blobs' pixels only: a few thousand of the image's
+            ids = blobs[inside]
+            pixels = np.bincount(ids, minlength=count)
+            with_depth = np.bincount(ids, weights=measured[inside], minlength=count)
             keep &= with_depth >= cfg.min_depth_share * pixels
         if confirming:
             verified = keep.copy()
