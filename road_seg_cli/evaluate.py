@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "feeds a missing sensor")
     parser.add_argument("--params", type=Path,
                         help="node parameter file (config/perception.yaml) whose preprocessing and pothole "
-                             "confirmation to use")
+                             "checks (obstacles.*) to use")
     parser.add_argument("--confirm-frames", type=positive_int, default=None, metavar="N",
                         help="synthetic --drive: publish a pothole blob only once predicted in N frames in a row, "
                              "as the node's obstacles.confirm_frames (default: the --params file's, else 1 = off)")
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_synthetic(engine, frames=args.frames, seed=args.seed, width=args.width, height=args.height,
                                     conditions=conditions, drive=args.drive,
                                     preprocess=preprocess, progress=not args.quiet,
-                                    drop=drop, obstacles=obstacles)
+                                    drop=drop, pothole_filter=obstacles)
         header.update(split=f"seeds {args.seed}..{args.seed + args.frames - 1}" if not args.drive
                       else f"drive seed {args.seed}", frames=args.frames, conditions=list(conditions),
                       resolution=[args.height, args.width], sensors_down=list(drop),

@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training {variant.key}", file=sys.stderr, flush=True)
         path, seconds = train_variant(args, variant)
         engine = create_engine(path)
-        entry = {"train_seconds": round(seconds, 1), "full": evaluate_scenes(engine, scenes, obstacles=raw)}
+        entry = {"train_seconds": round(seconds, 1), "full": evaluate_scenes(engine, scenes, pothole_filter=raw)}
         if len(variant.modalities) > 1:
-            entry["removed"] = {m: evaluate_scenes(engine, scenes, drop=(m,), obstacles=raw) for m in variant.modalities
-                                if m in SENSORS}
+            entry["removed"] = {m: evaluate_scenes(engine, scenes, drop=(m,), pothole_filter=raw)
+                                for m in variant.modalities if m in SENSORS}
         results[variant.key] = entry
         print(f"  {variant.key}: mIoU {entry['full']['miou']:.3f} ({seconds:.0f} s training)", file=sys.stderr)
 

@@ -33,6 +33,7 @@ from road_seg_core.depth import resize_nearest
 from road_seg_core.errors import UserError
 from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.obstacle_metrics import ObstacleCounter, obstacle_convention
+from road_seg_core.pothole_filter import PotholeFilterConfig
 from road_seg_training.split_eval import own_space, report, score_batches
 
 CONVENTION = {
@@ -65,22 +66,22 @@ def synthetic_scenes(frames: int, seed: int, width: int, height: int, conditions
 def evaluate_synthetic(engine: Any, frames: int, seed: int, width: int = 1280, height: int = 720,
                        conditions: Sequence[str] = ("day", "night", "fog"), drive: bool = False,
                        preprocess: Any = None, progress: bool = False, drop: Sequence[str] = (),
-                       obstacles: Any = None) -> dict[str, Any]:
+                       pothole_filter: PotholeFilterConfig | None = None) -> dict[str, Any]:
     """Metrics of `engine` on freshly rendered synthetic frames, overall and per condition (`drop`: sensors down;
-    `obstacles`: which pothole blobs the node publishes, `PotholeFilterConfig`, default the node's; confirmation
-    over frames needs a drive)."""
+    `pothole_filter`: which pothole blobs are published, default the node's; confirmation over frames needs a
+    drive)."""
     if frames < 1:
         raise UserError(f"--frames must be >= 1, got {frames}")
-    if obstacles is not None and obstacles.confirm_frames > 1 and not drive:
-        raise UserError(f"pothole confirmation over {obstacles.confirm_frames} frames needs successive frames: "
+    if pothole_filter is not None and pothole_filter.confirm_frames > 1 and not drive:
+        raise UserError(f"pothole confirmation over {pothole_filter.confirm_frames} frames needs successive frames: "
                         f"give --drive (independent scenes are no sequence)")
     scenes = _progress(synthetic_scenes(frames, seed, width, height, conditions, drive), frames, "evaluate",
                        progress)
-    return evaluate_scenes(engine, scenes, preprocess, drop, obstacles)
+    return evaluate_scenes(engine, scenes, preprocess, drop, pothole_filter)
 
 
 def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
-                    drop: Sequence[str] = (), obstacles: Any = None) -> dict[str, Any]:
+                    drop: Sequence[str] = (), pothole_filter: PotholeFilterConfig | None = None) -> dict[str, Any]:
     """Run `SyntheticScene`s through `SegmentationPipeline` and score them against their exact labels.
 
     `drop` names sensors that are down at test time: depth/disparity/thermal
@@ -90,7 +91,7 @@ def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
     """
     from road_seg_core.pipeline import SegmentationPipeline
 
-    pipeline = SegmentationPipeline(engine, preprocess, obstacles=obstacles)
+    pipeline = SegmentationPipeline(engine, preprocess, obstacles=pothole_filter)
     overall = ConfusionMatrix()
     obstacles = ObstacleCounter()
     by_condition: dict[str, ConfusionMatrix] = {}
@@ -180,14 +181,13 @@ def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
             "iou": {name: m["iou"] for name, m in metrics["per_class"].items()}}
 
 
-def node_settings(params: Path | None, **obstacle_overrides: Any) -> tuple[Any, Any]:
+def node_settings(params: Path | None, **obstacle_overrides: Any) -> tuple[Any, PotholeFilterConfig]:
     """(PreprocessConfig, PotholeFilterConfig) of the node parameter file, or the node's defaults;
     `obstacle_overrides` (e.g. confirm_frames=2; None = keep) replace the file's `obstacles.*`. A bad file or value
     is a UserError."""
     import dataclasses
 
     from road_seg_core.node_config import PerceptionConfig
-    from road_seg_core.pothole_filter import PotholeFilterConfig
 
     preprocess, obstacles = None, PotholeFilterConfig()
     if params is not None:

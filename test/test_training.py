@@ -402,9 +402,9 @@ def test_evaluate_scores_a_drive_with_the_nodes_pothole_confirmation(tmp_path):
     engine = create_engine(str(save_calibrated(tmp_path / "seeded.pt", seed=1)), backend="torch", device="cpu")
     args = dict(frames=4, seed=3, width=192, height=108, conditions=("day",), drive=True)
     plain = evaluate_synthetic(engine, **args)["obstacles"]
-    confirmed = evaluate_synthetic(engine, **args, obstacles=PotholeFilterConfig(confirm_frames=2))["obstacles"]
+    confirmed = evaluate_synthetic(engine, **args, pothole_filter=PotholeFilterConfig(confirm_frames=2))["obstacles"]
     assert plain["potholes"] == confirmed["potholes"] > 0
     assert plain["potholes_found"] > 0, "the seeded model predicts potholes: the test can tell"
     assert confirmed["potholes_found"] < plain["potholes_found"]
     with pytest.raises(UserError, match="needs successive frames"):
-        evaluate_synthetic(engine, **{**args, "drive": False}, obstacles=PotholeFilterConfig(confirm_frames=2))
+        evaluate_synthetic(engine, **{**args, "drive": False}, pothole_filter=PotholeFilterConfig(confirm_frames=2))
