@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -88,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         header.update(split=f"seeds {args.seed}..{args.seed + args.frames - 1}" if not args.drive
                       else f"drive seed {args.seed}", frames=args.frames, conditions=list(conditions),
                       resolution=[args.height, args.width], sensors_down=list(drop),
-                      potholes_published={"min_depth_share": obstacles.min_depth_share,
-                                          "confirm_frames": obstacles.confirm_frames})
+                      potholes_published=dataclasses.asdict(obstacles))
     else:
         if not args.root:
             raise UserError(f"--root is required for --dataset {args.dataset}")

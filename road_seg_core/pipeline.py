@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from road_seg_core.engines.base import InferenceEngine
 from road_seg_core.frames import SensorFrame
-from road_seg_core.pothole_filter import PotholeFilter, PotholeFilterConfig, depth_measured
+from road_seg_core.models.config import DEPTH_LIKE
+from road_seg_core.pothole_filter import PotholeFilter, PotholeFilterConfig
 from road_seg_core.postprocess import Masks, make_masks
 from road_seg_core.preprocess import PreprocessConfig, Preprocessor
 
@@ -46,10 +47,11 @@ class SegmentationPipeline:
         #: Depth verification and temporal confirmation of pothole blobs (`obstacles.*`): state across frames.
         self.potholes = PotholeFilter(obstacles)
         meta = engine.meta
-        # Verification needs what the model was fed: a depth-like input (the node subscribes to nothing else).
-        self._verify_depth = self.potholes.config.min_depth_share > 0 and bool(
-            {"depth", "disparity", "height"} & set(meta.modalities))
-        self._depth_source = (preprocess or PreprocessConfig()).depth_source
+        # Verification reads what the model was fed: a depth-like input ("height" is derived from depth), and only
+        # a measured one (the node subscribes to nothing else; "stereo" depth is computed, not measured).
+        source = (preprocess or PreprocessConfig()).depth_source
+        fed_depth = any(m in DEPTH_LIKE or m == "height" for m in meta.modalities)
+        self._verify_with = source if fed_depth and source in DEPTH_LIKE else None
         device = {"auto": engine.sensor_device, "host": None,
                   "engine": engine.sensor_device or "cpu"}[preprocess_on]
         self.on_device = device is not None
@@ -65,14 +67,6 @@ class SegmentationPipeline:
         """A new sequence (another drive, a bag played again): forget the tracked plane and pothole history."""
         self.potholes.reset()
         self.preprocessor.reset()
-
-    def _measured(self, frame: SensorFrame, size: tuple[int, int]):
-        """Where the depth camera measured, at the label image's size; None when there is nothing to verify
-        against (verification off, a model without depth input, depth computed from stereo, the sensor down)."""
-        if not self._verify_depth:
-            return None
-        source = {"depth": frame.depth, "disparity": frame.disparity}.get(self._depth_source)
-        return depth_measured(source, size)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -95,7 +89,8 @@ class SegmentationPipeline:
         if self.potholes.config.enabled:
             if not labels_small.flags.writeable:
                 labels_small = labels_small.copy()
-            self.potholes(labels_small, self._measured(frame, labels_small.shape))
+            # None (nothing to verify against): a model without depth input, stereo depth, the sensor down.
+            self.potholes(labels_small, getattr(frame, self._verify_with) if self._verify_with else None)
         # The full-size RGB image is made only for the overlay (a frame from the node holds the camera's pixels).
         masks = make_masks(labels_small, frame.rgb if with_overlay else None, frame.size, with_overlay, out)
         t3 = time.perf_counter()

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from road_seg_core import labels as L
+from road_seg_core.depth import resize_nearest
 
 __all__ = ["PotholeFilterConfig", "PotholeFilter", "depth_measured"]
 
@@ -60,16 +61,12 @@ class PotholeFilterConfig:
         return self.min_depth_share > 0 or self.confirm_frames > 1
 
 
-def depth_measured(depth: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
-    """uint8 mask (1 = measured: finite and > 0) of a depth or disparity image at (height, width), nearest
-    resampled; None without an image."""
-    if depth is None:
-        return None
-    depth = np.asarray(depth, np.float32)
-    if depth.shape != size:  # nearest first (NaN and inf are kept as they are): 1/6 of the pixels to test at 720p
-        depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+def depth_measured(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 mask (1 = measured: finite and > 0) of a depth or disparity image at (height, width), resampled to
+    nearest first (holes stay holes, and at 720p a sixth of the pixels is tested)."""
+    small = resize_nearest(depth, size)
     with np.errstate(invalid="ignore"):
-        return (np.isfinite(depth) & (depth > 0)).view(np.uint8)
+        return (np.isfinite(small) & (small > 0)).view(np.uint8)
 
 
 class PotholeFilter:
@@ -78,7 +75,8 @@ class PotholeFilter:
 
     def __init__(self, config: PotholeFilterConfig | None = None) -> None:
         self.config = config or PotholeFilterConfig()
-        self._history: deque[np.ndarray] = deque(maxlen=max(1, self.config.confirm_frames - 1))
+        #: The verified pothole masks of the last `confirm_frames - 1` frames; None for a frame without any.
+        self._history: deque[np.ndarray | None] = deque(maxlen=max(1, self.config.confirm_frames - 1))
         self._kernel: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -92,27 +90,26 @@ class PotholeFilter:
             self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
         return self._kernel
 
-    def __call__(self, labels: np.ndarray, measured: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, labels: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
         """Filter a (H, W) uint8 label image in place and return it.
 
-        `measured`: uint8 (H, W), 1 where the depth camera measured (`depth_measured`); None = no depth camera
-        in this frame, so no verification."""
+        `depth`: the frame's depth or disparity image at any size (NaN, inf, 0 = not measured); None = nothing to
+        verify against (no depth camera in this frame). Only read when the frame has a pothole blob."""
         cfg = self.config
         if not cfg.enabled:
             return labels
         confirming = cfg.confirm_frames > 1
-        if confirming and self._history and self._history[-1].shape != labels.shape:
+        if confirming and any(m is not None and m.shape != labels.shape for m in self._history):
             self.reset()  # the model's output size changed: the old masks say nothing about this frame
         raw = (labels == L.NEGATIVE_OBSTACLE).view(np.uint8)
         if not raw.any():
             if confirming:
-                self._history.append(raw.copy())
+                self._history.append(None)  # no blob: nothing the next frames can be confirmed by
             return labels
         count, blobs = cv2.connectedComponents(raw, connectivity=8, ltype=cv2.CV_16U)
         keep = np.ones(count, bool)
-        if cfg.min_depth_share > 0 and measured is not None:
-            if measured.shape != labels.shape:
-                raise ValueError(f"depth mask {measured.shape} != labels {labels.shape}")
+        if cfg.min_depth_share > 0 and depth is not None:
+            measured = depth_measured(depth, labels.shape)
             inside = raw.view(bool)  # the blobs' pixels only: a few thousand of the image's
             ids = blobs[inside]
             pixels = np.bincount(ids, minlength=count)
@@ -122,12 +119,13 @@ class PotholeFilter:
             verified = keep.copy()
             verified[0] = False
             full = len(self._history) == self._history.maxlen
-            for previous in self._history if full else ():
-                support = cv2.dilate(previous, self._support_kernel(raw.shape[1]))
-                keep &= np.bincount(blobs[support.view(bool)], minlength=count) > 0
-            self._history.append(np.take(verified.view(np.uint8), blobs))
-            if not full:
-                keep[:] = False  # nothing seen before: nothing confirmed yet
+            if not full or any(previous is None for previous in self._history):
+                keep[:] = False  # a frame of the run had no blob (or there is no run yet): nothing confirmed
+            else:
+                for previous in self._history:
+                    support = cv2.dilate(previous, self._support_kernel(raw.shape[1]))
+                    keep &= np.bincount(blobs[support.view(bool)], minlength=count) > 0
+            self._history.append(np.take(verified.view(np.uint8), blobs) if verified.any() else None)
         keep[0] = True  # label 0: not a negative-obstacle pixel
         if not keep.all():
             np.putmask(labels, np.take((~keep).view(np.uint8), blobs), L.BACKGROUND)
