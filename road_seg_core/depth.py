@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from road_seg_core import nearest
+
 _SGBM_MODES = {
     "sgbm": cv2.STEREO_SGBM_MODE_SGBM,
     "sgbm_3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY,
@@ -86,7 +88,7 @@ def resize_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = int(size[0]), int(size[1])
     if np.shape(values)[:2] == (h, w):
         return np.array(values, dtype=np.float32, order="C")
-    return cv2.resize(np.asarray(values, dtype=np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+    return nearest.resize(np.asarray(values, dtype=np.float32), (h, w))
 
 
 def _check_stereo(fx: float, baseline_m: float) -> float:
@@ -241,6 +243,6 @@ def stereo_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, config: SgbmCo
 
     if disparity.shape != (height, width):
         scale_x = width / disparity.shape[1]
-        disparity = cv2.resize(disparity, (width, height), interpolation=cv2.INTER_NEAREST)
+        disparity = nearest.resize(disparity, (height, width))
         disparity = rescale_disparity(disparity, scale_x)
     return disparity

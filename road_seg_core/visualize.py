@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from road_seg_core import labels as L
+from road_seg_core import nearest
 from road_seg_core.postprocess import overlay
 
 #: Panel titles, left to right.
@@ -158,6 +159,6 @@ def compose_small(rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray | None, max_
     size = panel_size(rgb.shape, max_width)
     if size != (rgb.shape[1], rgb.shape[0]):
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        pred = cv2.resize(np.asarray(pred, np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        gt = None if gt is None else cv2.resize(np.asarray(gt, np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        pred = nearest.resize(np.asarray(pred, np.uint8), size[::-1])
+        gt = None if gt is None else nearest.resize(np.asarray(gt, np.uint8), size[::-1])
     return compose(rgb, pred, gt, **kwargs)

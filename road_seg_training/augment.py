@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from road_seg_core import depth as depth_ops
+from road_seg_core import nearest
 
 #: Maps resampled with nearest neighbour (values that must not be blended).
 NEAREST = ("depth", "disparity", "height", "target")
@@ -155,12 +156,12 @@ def resize_maps(maps: Mapping[str, np.ndarray], size: tuple[int, int],
             out[name] = image
             continue
         if name in NEAREST:
-            resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
+            resized = nearest.resize(image, (h, w))
             if name == "disparity" and disparity_in_pixels:
                 resized = depth_ops.rescale_disparity(resized, w / image.shape[1])
         elif name == "thermal":
             resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-            resized *= cv2.resize((image > 0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            resized *= nearest.resize((image > 0).astype(np.uint8), (h, w))
         else:
             resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         out[name] = resized

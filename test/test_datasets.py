@@ -153,7 +153,7 @@ def test_npo_16bit_depth_matches_8bit(tmp_path):
     b = build_dataset("npo", str(tmp_path / "b"), "train", ("rgb", "depth"), (32, 64))[1]
     assert cv2.imread(str(tmp_path / "b/depth/depth0002.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     torch.testing.assert_close(a["inputs"]["depth"], b["inputs"]["depth"], atol=1e-3, rtol=0)
-    expected = cv2.resize(written["0002"]["depth"], (64, 32), interpolation=cv2.INTER_NEAREST)
+    expected = cv2.resize(written["0002"]["depth"], (64, 32), interpolation=cv2.INTER_NEAREST_EXACT)
     np.testing.assert_array_equal(a["inputs"]["depth"][0].numpy(), expected)
 
 
@@ -235,7 +235,7 @@ def test_folder_units_and_resizing(tmp_path):
     sample = ds[0]
     _check_sample(sample, ("rgb", "depth", "disparity", "thermal"), (32, 32))
     depth = sample["inputs"]["depth"][0].numpy()
-    expected_m = cv2.resize(written["a"]["depth_mm"], (32, 32), interpolation=cv2.INTER_NEAREST) / 1000.0
+    expected_m = cv2.resize(written["a"]["depth_mm"], (32, 32), interpolation=cv2.INTER_NEAREST_EXACT) / 1000.0
     in_range = (expected_m >= 0.3) & (expected_m <= 40.0)
     np.testing.assert_allclose(depth[in_range], expected_m[in_range], rtol=1e-6)
     assert np.all(depth[~in_range] == 0)
@@ -289,7 +289,7 @@ def test_synthetic_matches_the_node_preprocessing():
     expected = Preprocessor(modalities, (64, 96))(scene.frame)
     for name in modalities:
         np.testing.assert_array_equal(sample["inputs"][name].numpy(), expected[name][0].astype(np.float32))
-    labels = cv2.resize(scene.labels, (96, 64), interpolation=cv2.INTER_NEAREST)
+    labels = cv2.resize(scene.labels, (96, 64), interpolation=cv2.INTER_NEAREST_EXACT)
     np.testing.assert_array_equal(sample["labels"].numpy(), labels)
     assert sample["meta"] == {"dataset": "synthetic", "id": "6", "condition": "night"}
     assert ds.units["depth"] == "metres"

@@ -121,8 +121,8 @@ def test_rescale_disparity_matches_disparity_of_scaled_intrinsics():
     depth[:10] = np.nan
     full = depth_to_disparity(depth, intr.fx, intr.baseline_m)
     small = intr.scaled(320, 180)
-    resized = cv2.resize(full, (320, 180), interpolation=cv2.INTER_NEAREST)
-    expected = depth_to_disparity(cv2.resize(depth, (320, 180), interpolation=cv2.INTER_NEAREST),
+    resized = cv2.resize(full, (320, 180), interpolation=cv2.INTER_NEAREST_EXACT)
+    expected = depth_to_disparity(cv2.resize(depth, (320, 180), interpolation=cv2.INTER_NEAREST_EXACT),
                                   small.fx, small.baseline_m)
     np.testing.assert_allclose(rescale_disparity(resized, 320 / 640), expected, rtol=1e-6)
     assert not np.any(rescale_disparity(resized, 0.5)[:2])  # no-measurement stays 0

@@ -46,7 +46,7 @@ def test_resize_tables_are_opencv_area_and_nearest(src, dst):
     tolerance = 0.5 + 1e-6 if dst[0] <= src[0] else 1.0  # OpenCV rounds to uint8 (and enlarges in fixed point)
     assert np.abs(ours - expected).max() <= tolerance
     depth = rng.random(src, dtype=np.float32)
-    nearest = cv2.resize(depth, dst[::-1], interpolation=cv2.INTER_NEAREST)
+    nearest = cv2.resize(depth, dst[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
     np.testing.assert_array_equal(depth[np.ix_(nearest_index(src[0], dst[0]), nearest_index(src[1], dst[1]))],
                                   nearest)
 

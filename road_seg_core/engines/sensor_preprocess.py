@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from road_seg_core import nearest
 from road_seg_core.frames import SensorFrame
 from road_seg_core.preprocess import PreprocessConfig, Preprocessor, frame_intrinsics
 from road_seg_core.thermal import MIN_VALUE, _view_coverage, percentile_stride, resize_homography
@@ -63,8 +64,9 @@ def area_weights(src: int, dst: int) -> np.ndarray:
 
 
 def nearest_index(src: int, dst: int) -> np.ndarray:
-    """Source index of every destination pixel under cv2.resize INTER_NEAREST: floor(d * src / dst)."""
-    return np.minimum(np.floor(np.arange(dst) * (src / dst)).astype(np.int64), src - 1)
+    """Source index of every destination pixel under the host's nearest resize (`nearest.source_index`,
+    centre-aligned), as int64 for torch indexing."""
+    return nearest.source_index(src, dst).astype(np.int64)
 
 
 class SensorPreprocessor:

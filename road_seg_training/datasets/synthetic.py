@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from road_seg_core import depth as depth_ops
+from road_seg_core import nearest
 from road_seg_core import synthetic
 from road_seg_core.preprocess import PreprocessConfig, Preprocessor
 from road_seg_core.thermal import ThermalConfig
@@ -153,7 +154,7 @@ class SyntheticDataset(SegmentationDataset):
         for modality, tensor in inputs.items():
             maps[modality] = np.ascontiguousarray(tensor[0].transpose(1, 2, 0) if modality == "rgb" else tensor[0, 0])
         h, w = self.input_size
-        node_labels = cv2.resize(scene.labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        node_labels = nearest.resize(scene.labels, (h, w))
         maps["target"] = label_sets.SINGLE[node_labels]
         sample = RawSample(maps=maps, id=self.ids[index], condition=scene.condition)
         if self._cache is not None:
