@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drive", action="store_true",
                         help="synthetic: successive frames of one drive (SceneStream, as sim_sensors renders them) "
                              "instead of independent scenes; --conditions are cycled in equal blocks")
+    parser.add_argument("--drives", type=positive_int, default=1, metavar="K",
+                        help="synthetic --drive: K drives, seeds SEED..SEED+K-1 of --frames frames each, each its own "
+                             "sequence; metrics pooled over them, each drive's under by_drive (default 1)")
     parser.add_argument("--drop", default="",
                         help="synthetic: comma-separated sensors that are down (e.g. thermal): fed as the node "
                              "feeds a missing sensor")
@@ -85,9 +88,13 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_synthetic(engine, frames=args.frames, seed=args.seed, width=args.width, height=args.height,
                                     conditions=conditions, drive=args.drive,
                                     preprocess=preprocess, progress=not args.quiet,
-                                    drop=drop, pothole_filter=obstacles)
-        header.update(split=f"seeds {args.seed}..{args.seed + args.frames - 1}" if not args.drive
-                      else f"drive seed {args.seed}", frames=args.frames, conditions=list(conditions),
+                                    drop=drop, pothole_filter=obstacles, drives=args.drives)
+        if not args.drive:
+            split = f"seeds {args.seed}..{args.seed + args.frames - 1}"
+        else:
+            split = f"drive seed {args.seed}" if args.drives == 1 else \
+                f"drive seeds {args.seed}..{args.seed + args.drives - 1}"
+        header.update(split=split, frames=args.frames, conditions=list(conditions),
                       resolution=[args.height, args.width], sensors_down=list(drop),
                       potholes_published=dataclasses.asdict(obstacles))
     else:

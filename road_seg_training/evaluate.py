@@ -18,11 +18,13 @@ prediction is null and left out of the means. Progress goes to stderr, so
 Examples::
 
     road-seg evaluate --dataset synthetic --frames 200 --seed 12345            # bundled model
+    road-seg evaluate --dataset synthetic --drive --drives 3 --frames 45 --seed 7001   # 3 drives, pooled
     road-seg evaluate --checkpoint runs/npo/best.pt --dataset npo --root /data/NPO --split test
 """
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -66,18 +68,38 @@ def synthetic_scenes(frames: int, seed: int, width: int, height: int, conditions
 def evaluate_synthetic(engine: Any, frames: int, seed: int, width: int = 1280, height: int = 720,
                        conditions: Sequence[str] = ("day", "night", "fog"), drive: bool = False,
                        preprocess: Any = None, progress: bool = False, drop: Sequence[str] = (),
-                       pothole_filter: PotholeFilterConfig | None = None) -> dict[str, Any]:
+                       pothole_filter: PotholeFilterConfig | None = None, drives: int = 1) -> dict[str, Any]:
     """Metrics of `engine` on freshly rendered synthetic frames, overall and per condition (`drop`: sensors down;
     `pothole_filter`: which pothole blobs are published, default the node's; confirmation over frames needs a
-    drive)."""
+    drive). With `drives` > 1 (needs `drive`), drives seed..seed+drives-1 of `frames` frames each, every one its
+    own sequence: the metrics pooled over all of them, and each drive's under ``by_drive``."""
     if frames < 1:
         raise UserError(f"--frames must be >= 1, got {frames}")
+    if drives < 1:
+        raise UserError(f"--drives must be >= 1, got {drives}")
+    if drives > 1 and not drive:
+        raise UserError(f"--drives {drives} needs --drive (independent scenes are numbered by --frames already)")
     if pothole_filter is not None and pothole_filter.confirm_frames > 1 and not drive:
         raise UserError(f"pothole confirmation over {pothole_filter.confirm_frames} frames needs successive frames: "
                         f"give --drive (independent scenes are no sequence)")
-    scenes = _progress(synthetic_scenes(frames, seed, width, height, conditions, drive), frames, "evaluate",
-                       progress)
-    return evaluate_scenes(engine, scenes, preprocess, drop, pothole_filter)
+    if drives == 1:
+        scenes = _progress(synthetic_scenes(frames, seed, width, height, conditions, drive), frames, "evaluate",
+                           progress)
+        return evaluate_scenes(engine, scenes, preprocess, drop, pothole_filter)
+    from road_seg_core.pipeline import SegmentationPipeline
+
+    pipeline = SegmentationPipeline(engine, preprocess, obstacles=pothole_filter)
+    pooled, by_drive = _Scores(), {}
+    for drive_seed in range(seed, seed + drives):
+        pipeline.reset()  # a new drive: no road plane or pothole history from the last one
+        scenes = _progress(synthetic_scenes(frames, drive_seed, width, height, conditions, drive=True), frames,
+                           f"evaluate drive {drive_seed}", progress)
+        scores = _score(pipeline, scenes, drop)
+        by_drive[str(drive_seed)] = scores.report(brief=True)
+        pooled.merge(scores)
+    out = pooled.report()
+    out["by_drive"] = by_drive
+    return out
 
 
 def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
@@ -92,33 +114,65 @@ def evaluate_scenes(engine: Any, scenes: Iterable[Any], preprocess: Any = None,
     from road_seg_core.pipeline import SegmentationPipeline
 
     pipeline = SegmentationPipeline(engine, preprocess, obstacles=pothole_filter)
-    overall = ConfusionMatrix()
-    obstacles = ObstacleCounter()
-    by_condition: dict[str, ConfusionMatrix] = {}
-    obstacles_by_condition: dict[str, ObstacleCounter] = {}
-    latency = []
+    return _score(pipeline, scenes, drop).report()
+
+
+def _score(pipeline: Any, scenes: Iterable[Any], drop: Sequence[str]) -> "_Scores":
+    """`scenes` run through `pipeline` as one sequence, counted against their exact labels."""
+    scores = _Scores()
     for scene in scenes:
         frame = without_sensors(scene.frame, drop) if drop else scene.frame
         result = pipeline.run(frame)
-        overall.update(result.masks.labels, scene.labels)
-        by_condition.setdefault(scene.condition, ConfusionMatrix()).update(result.masks.labels, scene.labels)
         depth_gt = scene.frame.extras.get("depth_gt")  # exact distances, for recall by distance
         measured = _measured_depth(frame, depth_gt)  # what the depth camera saw: recall with / without it
-        obstacles.update(result.masks.labels, scene.labels, depth_gt, measured)
-        obstacles_by_condition.setdefault(scene.condition, ObstacleCounter()).update(
-            result.masks.labels, scene.labels, depth_gt, measured)
-        latency.append(sum(result.timings_ms.values()))
-    if not latency:
+        scores.update(scene.condition, result.masks.labels, scene.labels, depth_gt, measured)
+        scores.latency.append(sum(result.timings_ms.values()))
+    if not scores.latency:
         raise UserError("no frames to evaluate")
-    out = report(overall)
-    out["obstacles"] = to_json(obstacles.compute())
-    out["by_condition"] = {c: {**_brief(report(cm)), "obstacles": to_json(obstacles_by_condition[c].compute())}
-                           for c, cm in sorted(by_condition.items())}
-    out["pipeline_ms_median"] = round(float(np.median(latency)), 2)
-    out["convention"] = {**CONVENTION, **obstacle_convention(obstacles),
-                         "label_space": "node (" + ", ".join(L.CLASS_NAMES) + ")",
-                         "scored_at": "camera resolution, after the pipeline's label upsampling"}
-    return out
+    return scores
+
+
+@dataclass
+class _Scores:
+    """Confusion matrices and obstacle counts of some frames, overall and per condition; they merge, so drives
+    scored one by one pool into one report."""
+
+    overall: ConfusionMatrix = field(default_factory=ConfusionMatrix)
+    obstacles: ObstacleCounter = field(default_factory=ObstacleCounter)
+    by_condition: dict[str, ConfusionMatrix] = field(default_factory=dict)
+    obstacles_by_condition: dict[str, ObstacleCounter] = field(default_factory=dict)
+    latency: list[float] = field(default_factory=list)
+
+    def update(self, condition: str, pred: np.ndarray, target: np.ndarray, depth_gt: np.ndarray | None,
+               measured: np.ndarray | None) -> None:
+        self.overall.update(pred, target)
+        self.by_condition.setdefault(condition, ConfusionMatrix()).update(pred, target)
+        self.obstacles.update(pred, target, depth_gt, measured)
+        self.obstacles_by_condition.setdefault(condition, ObstacleCounter()).update(pred, target, depth_gt,
+                                                                                     measured)
+
+    def merge(self, other: "_Scores") -> None:
+        self.overall.merge(other.overall)
+        self.obstacles.merge(other.obstacles)
+        for condition, cm in other.by_condition.items():
+            self.by_condition.setdefault(condition, ConfusionMatrix()).merge(cm)
+            self.obstacles_by_condition.setdefault(condition, ObstacleCounter()).merge(
+                other.obstacles_by_condition[condition])
+        self.latency.extend(other.latency)
+
+    def report(self, brief: bool = False) -> dict[str, Any]:
+        """The JSON metrics; `brief`: mIoU, IoU and obstacle counts only (one drive of several)."""
+        overall = report(self.overall)
+        out = _brief(overall) if brief else overall
+        out["obstacles"] = to_json(self.obstacles.compute())
+        out["by_condition"] = {c: {**_brief(report(cm)), "obstacles": to_json(self.obstacles_by_condition[c].compute())}
+                               for c, cm in sorted(self.by_condition.items())}
+        out["pipeline_ms_median"] = round(float(np.median(self.latency)), 2)
+        if not brief:
+            out["convention"] = {**CONVENTION, **obstacle_convention(self.obstacles),
+                                 "label_space": "node (" + ", ".join(L.CLASS_NAMES) + ")",
+                                 "scored_at": "camera resolution, after the pipeline's label upsampling"}
+        return out
 
 
 def _measured_depth(frame: Any, depth_gt: np.ndarray | None) -> np.ndarray | None:

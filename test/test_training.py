@@ -408,3 +408,32 @@ def test_evaluate_scores_a_drive_with_the_nodes_pothole_confirmation(tmp_path):
     assert confirmed["potholes_found"] < plain["potholes_found"]
     with pytest.raises(UserError, match="needs successive frames"):
         evaluate_synthetic(engine, **{**args, "drive": False}, pothole_filter=PotholeFilterConfig(confirm_frames=2))
+
+
+def test_evaluate_pools_drives_each_scored_as_its_own_sequence(tmp_path):
+    """Two drives in one call: each drive's entry equals that drive evaluated alone (so the road plane and the
+    pothole confirmation start afresh per drive), and the pooled counts are their sums."""
+    from road_seg_core.engines import create_engine
+    from road_seg_core.errors import UserError
+    from road_seg_core.pothole_filter import PotholeFilterConfig
+    from tiny_models import save_calibrated
+
+    engine = create_engine(str(save_calibrated(tmp_path / "seeded.pt", seed=1)), backend="torch", device="cpu")
+    args = dict(frames=3, width=192, height=108, conditions=("day",), drive=True,
+                pothole_filter=PotholeFilterConfig(confirm_frames=2, min_depth_share=0.0))
+    pooled = evaluate_synthetic(engine, seed=3, drives=2, **args)
+    alone = {str(s): evaluate_synthetic(engine, seed=s, **args) for s in (3, 4)}
+    assert list(pooled["by_drive"]) == ["3", "4"]
+    for key, single in alone.items():
+        entry = pooled["by_drive"][key]
+        assert entry["iou"] == {name: m["iou"] for name, m in single["per_class"].items()}
+        assert entry["obstacles"] == single["obstacles"]
+        assert entry["by_condition"]["day"]["obstacles"] == single["by_condition"]["day"]["obstacles"]
+    assert sum(s["obstacles"]["potholes_found"] for s in alone.values()) > 0, "the seeded model finds some"
+    for count in ("frames", "potholes", "potholes_found", "pothole_blobs", "near_potholes"):
+        assert pooled["obstacles"][count] == sum(s["obstacles"][count] for s in alone.values())
+    for name, metrics in pooled["per_class"].items():
+        assert metrics["support"] == sum(s["per_class"][name]["support"] for s in alone.values())
+    with pytest.raises(UserError, match="needs --drive"):
+        evaluate_synthetic(engine, seed=3, drives=2, **{**args, "drive": False,
+                                                         "pothole_filter": PotholeFilterConfig()})
