@@ -13,9 +13,13 @@ misses three small ones loses little IoU. Per frame this module counts
   obstacle pixel, over all predicted blobs of that size, in every frame: a
   phantom in a frame that also holds a real pothole elsewhere is not a
   phantom frame, but it is a false blob (the planner brakes for it all the same);
-* pothole recall by object: connected components of ground-truth negative
-  obstacle (8-connected), each found when at least one predicted negative
-  obstacle pixel overlaps it; also only for objects nearer than `near_m`
+* pothole recall by object: the ground-truth potholes, each found when at
+  least one predicted negative obstacle pixel overlaps it. Objects are the
+  potholes themselves where the ground truth names them (`instances`: the
+  simulator's per-pixel pothole ids; a crack seen at a grazing angle renders
+  as a row of separate one-pixel dashes, which are one pothole), else the
+  connected components of the ground-truth negative obstacle (8-connected:
+  label images, recorded bags). Also only for objects nearer than `near_m`
   (median ground-truth depth of the object's pixels) when depth is given, and
   of those only the ones the depth camera measured (at least
   `MIN_SENSOR_COVERAGE` of their pixels) when its depth is given too: a
@@ -52,6 +56,29 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return count - 1, label_image, stats[1:]
 
 
+def _objects(truth: np.ndarray, instances: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, label image 1..count, boxes x, y, w, h) of the ground-truth objects: `instances`' ids on the `truth`
+    pixels (a truth pixel without an id is an object of its own component), else 8-connected components."""
+    count, label_image, stats = _components(truth)
+    if instances is None:
+        return count, label_image, stats[:, :4]
+    ids = np.asarray(instances).astype(np.int64)
+    # Pixels without an id keep their component, numbered after every id so the two never collide.
+    ys, xs = np.nonzero(truth)
+    pixel_ids, pixel_components = ids[ys, xs], label_image[ys, xs]
+    key = np.where(pixel_ids > 0, pixel_ids, ids.max(initial=0) + pixel_components)
+    values, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.ravel()
+    objects = np.zeros(truth.shape, np.int32)
+    objects[ys, xs] = inverse + 1
+    count = len(values)
+    x0, y0 = np.full(count, truth.shape[1]), np.full(count, truth.shape[0])
+    x1, y1 = np.zeros(count, np.int64), np.zeros(count, np.int64)
+    np.minimum.at(x0, inverse, xs), np.minimum.at(y0, inverse, ys)
+    np.maximum.at(x1, inverse, xs), np.maximum.at(y1, inverse, ys)
+    return count, objects, np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1)
+
+
 @dataclass
 class ObstacleCounter:
     """Phantom frames and per-object pothole recall over any number of frames."""
@@ -75,14 +102,17 @@ class ObstacleCounter:
     #: Predicted negative-obstacle blobs larger than `min_area_fraction` of the image, and those touching no true one.
     blobs: int = 0
     false_blobs: int = 0
+    #: Frames with potholes whose objects were the ground truth's instances (the rest: connected components).
+    frames_with_instances: int = 0
 
     def update(self, pred: np.ndarray, target: np.ndarray, depth: np.ndarray | None = None,
-               sensor_depth: np.ndarray | None = None) -> dict[str, int]:
+               sensor_depth: np.ndarray | None = None, instances: np.ndarray | None = None) -> dict[str, int]:
         """Count one frame (label maps of equal shape; `depth` in metres, same shape, 0/NaN/inf = unknown).
 
         `depth` gives each object its distance (exact depth where there is one, else the measured depth);
         `sensor_depth` is what the depth camera measured (same shape, 0/NaN/inf = no measurement), which
-        splits the near objects into measured and not.
+        splits the near objects into measured and not; `instances` (same shape, integer ids, 0 = none) names
+        the object each ground-truth pothole pixel belongs to (else objects are connected components).
 
         Returns this frame's counts ({"phantom": 0/1, "objects": n, "found": k}).
         Pixels whose ground truth is `ignore_index` neither make a frame clear
@@ -95,6 +125,8 @@ class ObstacleCounter:
             raise ValueError(f"depth shape {np.shape(depth)} != target shape {target.shape}")
         if sensor_depth is not None and np.shape(sensor_depth) != target.shape:
             raise ValueError(f"sensor_depth shape {np.shape(sensor_depth)} != target shape {target.shape}")
+        if instances is not None and np.shape(instances) != target.shape:
+            raise ValueError(f"instances shape {np.shape(instances)} != target shape {target.shape}")
         scored = target != self.ignore_index
         truth = target == self.negative_class
         predicted = (pred == self.negative_class) & scored
@@ -114,7 +146,8 @@ class ObstacleCounter:
                 self.phantom_frames += 1
                 frame["phantom"] = 1
             return frame
-        count, label_image, stats = _components(truth)
+        count, label_image, boxes = _objects(truth, instances)
+        self.frames_with_instances += instances is not None
         hit = np.zeros(count + 1, bool)
         hit[np.unique(label_image[predicted & truth])] = True
         found = hit[1:]
@@ -124,7 +157,7 @@ class ObstacleCounter:
         if depth is None:
             self.objects_without_depth += count
             return frame
-        distance = self._object_depths(label_image, stats[:, :4], np.asarray(depth, np.float64))
+        distance = self._object_depths(label_image, boxes, np.asarray(depth, np.float64))
         known = np.isfinite(distance)
         self.objects_without_depth += int((~known).sum())
         near = known & (distance < self.near_m)
@@ -160,7 +193,7 @@ class ObstacleCounter:
     def merge(self, other: "ObstacleCounter") -> None:
         for name in ("frames", "clear_frames", "phantom_frames", "objects", "objects_found", "near_objects",
                      "near_found", "near_measured", "near_measured_found", "objects_without_depth", "blobs",
-                     "false_blobs"):
+                     "false_blobs", "frames_with_instances"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def compute(self) -> dict[str, Any]:
@@ -182,6 +215,7 @@ class ObstacleCounter:
             "near_potholes_with_sensor_depth": self.near_measured,
             "near_potholes_with_sensor_depth_found": self.near_measured_found,
             "potholes_without_depth": self.objects_without_depth,
+            "frames_with_pothole_instances": self.frames_with_instances,
             "min_blob_fraction": self.min_area_fraction,
         }
 
@@ -196,8 +230,10 @@ def obstacle_convention(counter: ObstacleCounter | None = None) -> dict[str, str
         "false_pothole_blob_rate": "share of the predicted negative-obstacle blobs larger than "
                                    f"{counter.min_area_fraction:g} of the image (8-connected, in every frame) that "
                                    "touch no ground-truth negative-obstacle pixel",
-        "pothole_recall": "share of ground-truth negative-obstacle objects (8-connected components) that at least "
-                          "one predicted negative-obstacle pixel overlaps",
+        "pothole_recall": "share of ground-truth potholes that at least one predicted negative-obstacle pixel "
+                          "overlaps; a pothole is one instance of the ground truth where it names them (simulator "
+                          "frames: a crack rendered as separate dashes is one pothole), else one 8-connected "
+                          "component of the negative-obstacle labels (label images, bags)",
         f"pothole_recall_near_{counter.near_m:g}m": f"the same for objects whose median depth is < {counter.near_m:g} m",
         f"pothole_recall_near_{counter.near_m:g}m_with_sensor_depth":
             f"the same for the near objects the depth camera measured on at least {MIN_SENSOR_COVERAGE:g} of their "

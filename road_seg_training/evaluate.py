@@ -125,7 +125,9 @@ def _score(pipeline: Any, scenes: Iterable[Any], drop: Sequence[str]) -> "_Score
         result = pipeline.run(frame)
         depth_gt = scene.frame.extras.get("depth_gt")  # exact distances, for recall by distance
         measured = _measured_depth(frame, depth_gt)  # what the depth camera saw: recall with / without it
-        scores.update(scene.condition, result.masks.labels, scene.labels, depth_gt, measured)
+        # The simulator's pothole ids: recall counts potholes, not the dashes a far crack renders as.
+        scores.update(scene.condition, result.masks.labels, scene.labels, depth_gt, measured,
+                      scene.frame.extras.get("pothole_ids"))
         scores.latency.append(sum(result.timings_ms.values()))
     if not scores.latency:
         raise UserError("no frames to evaluate")
@@ -144,12 +146,12 @@ class _Scores:
     latency: list[float] = field(default_factory=list)
 
     def update(self, condition: str, pred: np.ndarray, target: np.ndarray, depth_gt: np.ndarray | None,
-               measured: np.ndarray | None) -> None:
+               measured: np.ndarray | None, instances: np.ndarray | None = None) -> None:
         self.overall.update(pred, target)
         self.by_condition.setdefault(condition, ConfusionMatrix()).update(pred, target)
-        self.obstacles.update(pred, target, depth_gt, measured)
+        self.obstacles.update(pred, target, depth_gt, measured, instances)
         self.obstacles_by_condition.setdefault(condition, ObstacleCounter()).update(pred, target, depth_gt,
-                                                                                     measured)
+                                                                                     measured, instances)
 
     def merge(self, other: "_Scores") -> None:
         self.overall.merge(other.overall)

@@ -90,6 +90,34 @@ def test_pothole_recall_by_object_and_by_distance():
     assert out["false_pothole_blob_rate"] == pytest.approx(1 / 4)
 
 
+def test_a_pothole_named_by_instances_is_one_object_however_many_pieces_it_renders_as():
+    """A far crack renders as a row of separate one-pixel dashes: by connected components those are four
+    "potholes" (one found), by the ground truth's instance ids one pothole (found). A pothole pixel without an
+    id stays an object of its own; distances and sensor coverage are taken over the whole pothole."""
+    truth, depth, measured = road(), np.full((H, W), 30.0, np.float32), np.full((H, W), 30.0, np.float32)
+    ids = np.zeros((H, W), np.uint16)
+    for c0 in (10, 20, 30, 40):  # one crack, 12 m ahead, in four dashes; one dash lies in a stereo hole
+        truth[30, c0:c0 + 4] = L.NEGATIVE_OBSTACLE
+        ids[30, c0:c0 + 4] = 5
+        depth[30, c0:c0 + 4] = 12.0
+    measured[30, 10:14] = np.nan
+    truth[50:53, 70:75] = L.NEGATIVE_OBSTACLE  # a pothole without an id, 15 m ahead, missed
+    depth[50:53, 70:75] = 15.0
+    pred = road()
+    pred[30, 41] = L.NEGATIVE_OBSTACLE  # touches the last dash only
+    by_components, by_instances = ObstacleCounter(), ObstacleCounter()
+    assert by_components.update(pred, truth, depth, measured)["objects"] == 5
+    frame = by_instances.update(pred, truth, depth, measured, instances=ids)
+    assert frame["objects"] == 2 and frame["found"] == 1
+    out = by_instances.compute()
+    assert out["near_potholes"] == 2 and out["near_potholes_found"] == 1
+    assert out["near_potholes_with_sensor_depth"] == 2  # the crack: 12 of its 16 pixels measured
+    assert out["frames_with_pothole_instances"] == 1 and by_components.compute()["frames_with_pothole_instances"] == 0
+    assert by_components.compute()["near_potholes_found"] == 1 and by_components.compute()["near_potholes"] == 5
+    with pytest.raises(ValueError, match="instances shape"):
+        by_instances.update(pred, truth, instances=ids[:-1])
+
+
 def test_near_recall_is_split_by_what_the_depth_camera_measured():
     """Three near potholes: one fully measured (found), one in a stereo hole (missed), one measured on 60 % of
     its pixels (missed); a far one in a hole. Only the near measured ones enter the split recall."""

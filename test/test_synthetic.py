@@ -74,6 +74,19 @@ def test_sensor_formats_and_intrinsics():
     assert np.nanmin(f.depth) >= 0.25 and np.nanmax(f.depth) <= 45.0
 
 
+def test_pothole_ids_name_each_pothole_on_exactly_its_pixels():
+    """Ids are > 0 exactly on pothole pixels (floor and wall alike)."""
+    for seed in range(40):
+        scene = render_scene(seed, W, H, condition="day")
+        ids = scene.frame.extras["pothole_ids"]
+        np.testing.assert_array_equal(ids > 0, _part(scene, "pothole"))
+        if (ids > 0).any():
+            break
+    else:
+        pytest.fail("no pothole in 40 scenes")
+    assert ids.dtype == np.uint16 and ids.shape == scene.labels.shape
+
+
 def test_labels_follow_parts():
     scene = render_scene(5, W, H)
     parts = scene.frame.extras["parts"]

@@ -38,16 +38,19 @@ class Materials:
         self.tex_coarse: list[float] = []
         self.tex_fine: list[float] = []
         self.emissive: list[tuple[float, float, float]] = []
+        self.instance: list[int] = []
 
     def add(self, rgb: Sequence[float], temp_c: float, part: str, coarse: float = 0.03, fine: float = 0.03,
-            emissive: Sequence[float] = (0.0, 0.0, 0.0)) -> int:
-        """Append a material; returns its id (the value pixels showing it carry)."""
+            emissive: Sequence[float] = (0.0, 0.0, 0.0), instance: int = 0) -> int:
+        """Append a material; returns its id (the value pixels showing it carry). `instance` (> 0) names the one
+        object it belongs to (a pothole's floor and wall), for object-level ground truth."""
         self.rgb.append(tuple(float(c) for c in rgb))
         self.temp.append(float(temp_c))
         self.part.append(PART_NAMES.index(part))
         self.tex_coarse.append(float(coarse))
         self.tex_fine.append(float(fine))
         self.emissive.append(tuple(float(c) for c in emissive))
+        self.instance.append(int(instance))
         return len(self.rgb) - 1
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -58,4 +61,5 @@ class Materials:
             "coarse": np.asarray(self.tex_coarse, dtype=_f32), "fine": np.asarray(self.tex_fine, dtype=_f32),
             "emissive": np.asarray(self.emissive, dtype=_f32),
             "glows": np.asarray(self.emissive, dtype=_f32).any(axis=1),
+            "instance": np.asarray(self.instance, dtype=np.uint16),
         }

@@ -28,7 +28,9 @@ class SyntheticScene:
     `frame` holds rgb / right_rgb (uint8 RGB), depth (float32 metres, NaN = no measurement), thermal (uint16
     Boson-like counts, left image size and viewpoint: an identity thermal homography registers it) and ZED-like
     intrinsics. `frame.extras` adds ground truth for evaluation: "depth_gt" (noise-free float32 Z, inf on the
-    sky), "parts" (uint8 index into `PART_NAMES` per pixel), "seed", "condition" and the camera mounting.
+    sky), "parts" (uint8 index into `PART_NAMES` per pixel), "pothole_ids" (uint16 per pixel: 0, or the number of
+    the pothole it shows, so a crack that renders as a row of separate dashes is still one pothole), "seed",
+    "condition" and the camera mounting.
     `labels` is HxW uint8 in the node label space (`road_seg_core.labels`).
     """
 
@@ -53,9 +55,11 @@ def render_frame(scene: CompiledScene, left: Camera, right: Camera, rng: np.rand
     depth = sense_depth(scene, view, luminance, sensor_rng)
     labels = np.take(scene.materials["label"], view.mat)
     parts = np.take(scene.materials["part"], view.mat)
+    pothole_ids = np.take(scene.materials["instance"], view.mat)
     frame = SensorFrame(rgb=rgb, stamp_ns=int(stamp_ns), frame_id=FRAME_ID, right_rgb=right_rgb, depth=depth,
                         thermal=thermal, intrinsics=left.intr,
-                        extras={**extras, "depth_gt": view.depth, "parts": parts, "condition": scene.look.condition})
+                        extras={**extras, "depth_gt": view.depth, "parts": parts, "pothole_ids": pothole_ids,
+                                "condition": scene.look.condition})
     return SyntheticScene(frame=frame, labels=labels, condition=scene.look.condition)
 
 

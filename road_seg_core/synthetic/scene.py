@@ -184,9 +184,11 @@ class _SceneBuilder:
         # same asphalt at the same temperature. Depth, not thermal, is what should give a pothole away.
         road_temp = self.t_amb + self.look.road_heat
         floor_t = road_temp - (float(0.3 + 0.7 * ph.depth / 0.3) if ph.wet else 0.1)
-        floor = self.materials.add(floor_rgb, floor_t, "pothole", coarse=layout.road_tex, fine=0.08)
+        instance = len(self.potholes) + 1  # one id for floor and wall: the pothole as one object
+        floor = self.materials.add(floor_rgb, floor_t, "pothole", coarse=layout.road_tex, fine=0.08,
+                                   instance=instance)
         wall = self.materials.add(floor_rgb * 0.97, 0.5 * (floor_t + road_temp), "pothole", coarse=layout.road_tex,
-                                  fine=0.08)
+                                  fine=0.08, instance=instance)
         reach = max(ph.a, ph.b) * (1.0 + ph.wobble[0])
         self.potholes.append(GroundFeature(
             x=x, z=z, cos=math.cos(yaw), sin=math.sin(yaw), a=ph.a, b=ph.b, depth=ph.depth, floor_mat=floor,
