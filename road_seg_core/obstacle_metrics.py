@@ -62,11 +62,11 @@ def _objects(truth: np.ndarray, instances: np.ndarray | None) -> tuple[int, np.n
     count, label_image, stats = _components(truth)
     if instances is None:
         return count, label_image, stats[:, :4]
-    ids = np.asarray(instances).astype(np.int64)
-    # Pixels without an id keep their component, numbered after every id so the two never collide.
+    # Only the truth pixels' ids are read (a few thousand of the image's). Pixels without an id keep their
+    # component, numbered after every id so the two never collide.
     ys, xs = np.nonzero(truth)
-    pixel_ids, pixel_components = ids[ys, xs], label_image[ys, xs]
-    key = np.where(pixel_ids > 0, pixel_ids, ids.max(initial=0) + pixel_components)
+    pixel_ids = np.asarray(instances)[ys, xs].astype(np.int64)
+    key = np.where(pixel_ids > 0, pixel_ids, pixel_ids.max(initial=0) + label_image[ys, xs])
     values, inverse = np.unique(key, return_inverse=True)
     inverse = inverse.ravel()
     objects = np.zeros(truth.shape, np.int32)
