@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic: publish a pothole blob only if depth was measured on this share of its "
                              "pixels, as the node's obstacles.min_depth_share (default: the --params file's, else "
                              "the node's 0.5; 0 = the network's raw output)")
+    parser.add_argument("--thermal-contrast", type=float, default=None, metavar="C",
+                        help="synthetic: keep a pothole blob the depth check drops when its thermal input is this "
+                             "much colder than its surroundings and the network is confident, as the node's "
+                             "obstacles.thermal_contrast (default: the --params file's, else the node's 0.003; "
+                             "0 = off)")
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
@@ -84,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
         drop = tuple(m.strip() for m in args.drop.split(",") if m.strip())
         preprocess, obstacles = node_settings(args.params, confirm_frames=args.confirm_frames,
-                                              min_depth_share=args.min_depth_share)
+                                              min_depth_share=args.min_depth_share,
+                                              thermal_contrast=args.thermal_contrast)
         result = evaluate_synthetic(engine, frames=args.frames, seed=args.seed, width=args.width, height=args.height,
                                     conditions=conditions, drive=args.drive,
                                     preprocess=preprocess, progress=not args.quiet,

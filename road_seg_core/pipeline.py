@@ -44,7 +44,8 @@ class SegmentationPipeline:
         if preprocess_on not in PREPROCESS_ON:
             raise ValueError(f"preprocess_on must be one of {', '.join(PREPROCESS_ON)}, got {preprocess_on!r}")
         self.engine = engine
-        #: Depth verification and temporal confirmation of pothole blobs (`obstacles.*`): state across frames.
+        #: Depth verification, thermal corroboration and temporal confirmation of pothole blobs (`obstacles.*`):
+        #: state across frames.
         self.potholes = PotholeFilter(obstacles)
         meta = engine.meta
         # Verification reads what the model was fed: a depth-like input ("height" is derived from depth), and only
@@ -52,6 +53,9 @@ class SegmentationPipeline:
         source = (preprocess or PreprocessConfig()).depth_source
         fed_depth = any(m in DEPTH_LIKE or m == "height" for m in meta.modalities)
         self._verify_with = source if fed_depth and source in DEPTH_LIKE else None
+        # Thermal corroboration reads the network's confidence and its thermal input: the logits come back too.
+        self._corroborate = (self._verify_with is not None and "thermal" in meta.modalities
+                             and self.potholes.config.corroborates)
         device = {"auto": engine.sensor_device, "host": None,
                   "engine": engine.sensor_device or "cpu"}[preprocess_on]
         self.on_device = device is not None
@@ -78,19 +82,34 @@ class SegmentationPipeline:
         Frames are taken as one sequence (the road plane and the pothole confirmation carry over); `reset`
         starts a new one."""
         t0 = time.perf_counter()
+        thermal = logits = None
         if self.on_device:
             t1 = t0
-            labels_small = self.engine.infer_frame_labels(frame, self.preprocessor)[0]
+            if self._corroborate:
+                inputs = self.preprocessor(frame)
+                labels, logits = self.engine.infer_labels_and_logits_on_device(inputs)
+                heat = inputs.get("thermal")
+                thermal = heat[0, 0].float().cpu().numpy() if heat is not None else None
+                labels_small, logits = labels[0], logits[0]
+            else:
+                labels_small = self.engine.infer_frame_labels(frame, self.preprocessor)[0]
         else:
             inputs = self.preprocessor(frame)
             t1 = time.perf_counter()
-            labels_small = self.engine.infer_labels(inputs)[0]
+            if self._corroborate:
+                labels, logits = self.engine.infer_labels_and_logits(inputs)
+                heat = inputs.get("thermal")
+                labels_small, logits = labels[0], logits[0]
+                thermal = heat[0, 0] if heat is not None else None
+            else:
+                labels_small = self.engine.infer_labels(inputs)[0]
         t2 = time.perf_counter()
         if self.potholes.config.enabled:
             if not labels_small.flags.writeable:
                 labels_small = labels_small.copy()
             # None (nothing to verify against): a model without depth input, stereo depth, the sensor down.
-            self.potholes(labels_small, getattr(frame, self._verify_with) if self._verify_with else None)
+            depth = getattr(frame, self._verify_with) if self._verify_with else None
+            self.potholes(labels_small, depth, thermal, logits)
         # The full-size RGB image is made only for the overlay (a frame from the node holds the camera's pixels).
         masks = make_masks(labels_small, frame.rgb if with_overlay else None, frame.size, with_overlay, out)
         t3 = time.perf_counter()

@@ -502,7 +502,8 @@ def test_eval_bag_confirms_potholes_over_frames_as_the_node_would(tmp_path, bags
     assert _eval(bags["mcap"], checkpoint, "--params", str(path), "--report", str(report),
                  "--write-bag", str(written)) == 0
     metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["potholes_published"] == {"min_depth_share": 0.5, "confirm_frames": 2, "confirm_radius": 0.0125}
+    assert metrics["potholes_published"] == {"min_depth_share": 0.5, "confirm_frames": 2, "confirm_radius": 0.0125,
+                                             "thermal_contrast": 0.003, "thermal_probability": 0.7}
 
     engine = create_engine(checkpoint, device="cpu")
     pipelines = {n: SegmentationPipeline(engine, node_cfg.preprocess_config(),

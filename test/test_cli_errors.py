@@ -120,6 +120,7 @@ def test_negative_bench_threads_are_one_line(tmp_path):
     (("evaluate", "--dataset", "synthetic", "--frames", "0"), ("--frames", "0")),
     (("evaluate", "--dataset", "synthetic", "--confirm-frames", "2"), ("over 2 frames", "--drive")),
     (("evaluate", "--dataset", "synthetic", "--drive", "--confirm-frames", "11"), ("--confirm-frames", "11")),
+    (("evaluate", "--dataset", "synthetic", "--thermal-contrast", "0.9"), ("--thermal-contrast", "0.9")),
     (("evaluate", "--dataset", "synthetic", "--drives", "3"), ("--drives 3", "--drive")),
     (("evaluate", "--dataset", "synthetic", "--params", "missing.yaml"), ("--params missing.yaml", "not found")),
     (("export", "--opset", "7"), ("opset 7", ">= 11")),

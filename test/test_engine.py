@@ -91,6 +91,18 @@ def test_infer_labels_is_the_argmax(engine):
     np.testing.assert_array_equal(labels, engine.infer(inputs).argmax(axis=1))
 
 
+def test_labels_and_logits_come_from_one_run(engine):
+    """The torch engine on numpy and on tensor inputs, and the base class's default, agree with `infer`."""
+    inputs = frame()
+    logits = engine.infer(inputs)
+    tensors = {k: torch.from_numpy(v.astype(np.float32)) for k, v in inputs.items()}
+    for labels, got in (engine.infer_labels_and_logits(inputs), engine.infer_labels_and_logits_on_device(tensors),
+                        InferenceEngine.infer_labels_and_logits(engine, inputs)):
+        assert labels.dtype == np.uint8 and got.dtype == np.float32 and got.shape == (2, 4, *SIZE)
+        np.testing.assert_array_equal(labels, logits.argmax(axis=1))
+        np.testing.assert_allclose(got, logits, rtol=1e-5, atol=1e-5)
+
+
 def test_missing_modality_is_fed_as_zeros(engine):
     inputs = frame(batch=1)
     without_depth = {k: v for k, v in inputs.items() if k != "depth"}

@@ -179,4 +179,9 @@ def test_onnxruntime_labels_come_from_the_graph_and_io_binding_gives_the_same(st
             labels = engine.infer_labels(inputs)
             assert labels.dtype == np.uint8 and labels.shape == (2, *TINY.input_size)
             np.testing.assert_array_equal(labels, expected)
+            # Both outputs of one run (what the pothole filter's thermal check reads), from numpy and by address.
+            tensors = {k: torch.from_numpy(v.astype(np.float32)) for k, v in inputs.items()}
+            for both in (engine.infer_labels_and_logits(inputs), engine.infer_labels_and_logits_on_device(tensors)):
+                np.testing.assert_array_equal(both[0], expected)
+                np.testing.assert_allclose(both[1], plain.infer(inputs), rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(bound.infer(inputs), plain.infer(inputs))

@@ -5,7 +5,7 @@ import pytest
 
 from road_seg_core import labels as L
 from road_seg_core.node_config import PerceptionConfig
-from road_seg_core.pothole_filter import PotholeFilter, PotholeFilterConfig, depth_measured
+from road_seg_core.pothole_filter import PotholeFilter, PotholeFilterConfig, class_probability, depth_measured
 
 H, W = 40, 80  # radius 0.05 * 80 = 4 px
 
@@ -106,12 +106,59 @@ def test_reset_and_a_new_image_size_start_a_new_sequence():
     assert potholes(confirm(bigger.copy())) == 16
 
 
+def confident(labels: np.ndarray, pothole: float) -> np.ndarray:
+    """Logits (K, H, W) that give every pothole pixel of `labels` the probability `pothole` and the rest a
+    confident argmax of their own class."""
+    logits = np.where(np.eye(L.NUM_CLASSES, dtype=bool)[labels].transpose(2, 0, 1), 6.0, 0.0).astype(np.float32)
+    # pothole logit l, the K-1 others 0: p = e^l / (e^l + K - 1)
+    logits[L.NEGATIVE_OBSTACLE][labels == L.NEGATIVE_OBSTACLE] = np.log(pothole * (L.NUM_CLASSES - 1) / (1 - pothole))
+    return logits
+
+
+def test_class_probability_is_the_softmax_and_stable_for_large_logits():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 4, (L.NUM_CLASSES, 50)).astype(np.float32)
+    softmax = np.exp(logits) / np.exp(logits).sum(0)
+    np.testing.assert_allclose(class_probability(logits.copy(), 2), softmax[2], rtol=1e-5)
+    huge = np.array([[1000.0, -1000.0], [0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(class_probability(huge, 0), [1.0, 0.0], atol=1e-6)
+    probability = class_probability(confident(road((20, 24, 10, 14)), 0.8)[:, 21:22, 11], L.NEGATIVE_OBSTACLE)
+    np.testing.assert_allclose(probability, [0.8], rtol=1e-5)
+
+
+def test_thermal_corroborates_blobs_in_stereo_holes_only_with_a_cold_spot_and_a_confident_network():
+    """Four blobs, all in a stereo hole: cold and confident (kept), cold but unsure, confident but as warm as the
+    road, cold and confident but outside the thermal camera's view (thermal 0); and a measured blob, kept."""
+    blobs = [(20, 24, 6, 10), (20, 24, 22, 26), (20, 24, 38, 42), (20, 24, 54, 58), (30, 34, 70, 74)]
+    labels = road(*blobs)
+    depth = np.full((H, W), 9.0, np.float32)
+    depth[15:30, :64] = np.nan
+    thermal = np.full((H, W), 0.90, np.float32)
+    thermal[20:24, 6:10] = thermal[20:24, 22:26] = thermal[20:24, 54:58] = 0.89  # 0.01 colder than around
+    thermal[:, 50:] = 0.0  # the thermal view ends at column 50
+    logits = confident(labels, 0.8)
+    logits[L.NEGATIVE_OBSTACLE, 20:24, 22:26] = np.log(1.5 * (L.NUM_CLASSES - 1))  # the second blob: p = 0.6
+    check = PotholeFilter(PotholeFilterConfig(min_depth_share=0.5, thermal_contrast=0.005, thermal_probability=0.7))
+    out = check(labels.copy(), depth, thermal, logits)
+    assert [potholes(out[y0:y1, x0:x1]) for y0, y1, x0, x1 in blobs] == [16, 0, 0, 0, 16]
+    # A smaller contrast than asked is no evidence; without thermal or logits (or with the check off) nothing is.
+    strict = PotholeFilter(PotholeFilterConfig(min_depth_share=0.5, thermal_contrast=0.02))
+    assert potholes(strict(labels.copy(), depth, thermal, logits)) == 16
+    assert potholes(PotholeFilter()(labels.copy(), depth, None, logits)) == 16
+    assert potholes(PotholeFilter()(labels.copy(), depth, thermal, None)) == 16
+    off = PotholeFilter(PotholeFilterConfig(thermal_contrast=0))
+    assert not off.config.corroborates and potholes(off(labels.copy(), depth, thermal, logits)) == 16
+
+
 @pytest.mark.parametrize("values, message", [
     ({"obstacles.confirm_frames": 0}, "obstacles.confirm_frames must be 1 (off) to 10, got 0"),
     ({"obstacles.confirm_frames": 11}, "obstacles.confirm_frames must be 1 (off) to 10, got 11"),
     ({"obstacles.confirm_radius": -0.1}, "obstacles.confirm_radius must be 0 to 0.25 of the image width, got -0.1"),
     ({"obstacles.confirm_frames": 1.5}, "obstacles.confirm_frames must be an integer, got 1.5 (double)"),
     ({"obstacles.min_depth_share": 1.5}, "obstacles.min_depth_share must be 0 (off) to 1, got 1.5"),
+    ({"obstacles.thermal_contrast": -0.01},
+     "obstacles.thermal_contrast must be 0 (off) to 0.5 of the thermal range, got -0.01"),
+    ({"obstacles.thermal_probability": 2.0}, "obstacles.thermal_probability must be 0 to 1, got 2"),
 ])
 def test_a_wrong_parameter_is_one_line_naming_it_and_its_value(values, message):
     with pytest.raises(ValueError) as info:
@@ -120,9 +167,9 @@ def test_a_wrong_parameter_is_one_line_naming_it_and_its_value(values, message):
 
 
 class ScriptedEngine:
-    """Stands in for a model: returns the next scripted label image's one-hot logits."""
+    """Stands in for a model: returns the next scripted label image's one-hot logits (times `scale`: how sure)."""
 
-    def __init__(self, frames: list[np.ndarray], modalities: tuple[str, ...] = ("rgb",)) -> None:
+    def __init__(self, frames: list[np.ndarray], modalities: tuple[str, ...] = ("rgb",), scale: float = 1.0) -> None:
         from road_seg_core.engines.base import InferenceEngine, ModelMeta
         from road_seg_core.models.config import ModelConfig
 
@@ -134,7 +181,7 @@ class ScriptedEngine:
 
             def _forward(self, inputs):
                 labels = next(frames_)
-                return np.eye(L.NUM_CLASSES, dtype=np.float32)[labels].transpose(2, 0, 1)[None]
+                return scale * np.eye(L.NUM_CLASSES, dtype=np.float32)[labels].transpose(2, 0, 1)[None]
 
         self.engine = Engine(ModelMeta.from_config(config), "cpu", "fp32")
 
@@ -175,3 +222,25 @@ def test_the_pipeline_verifies_potholes_against_the_frames_depth():
     assert potholes(pipeline.run(SensorFrame(rgb=rgb, depth=depth)).masks.labels) == 96
     assert potholes(pipeline.run(SensorFrame(rgb=rgb, depth=holed)).masks.labels) == 0
     assert potholes(pipeline.run(SensorFrame(rgb=rgb)).masks.labels) == 96
+
+
+def test_the_pipeline_keeps_a_pothole_in_a_stereo_hole_that_thermal_shows_colder():
+    """A model fed depth and thermal, its pothole blob in a stereo hole: dropped while the thermal camera sees
+    warm road there, published where the spot is colder; the same frames with the check off drop both."""
+    from road_seg_core.frames import SensorFrame
+    from road_seg_core.pipeline import SegmentationPipeline
+
+    h, w = 64, 96
+    blob = np.full((h, w), L.DRIVABLE, np.uint8)
+    blob[40:44, 30:36] = L.NEGATIVE_OBSTACLE
+    rgb = np.zeros((2 * h, 2 * w, 3), np.uint8)
+    depth = np.full((2 * h, 2 * w), 8.0, np.float32)
+    depth[70:100, 40:90] = np.nan  # a stereo hole around the blob (rows 80:88, columns 60:72 at camera size)
+    warm = np.linspace(7000, 9000, 2 * h * 2 * w).reshape(2 * h, 2 * w).astype(np.uint16)
+    cold = warm.copy()
+    cold[80:88, 60:72] -= 200  # a tenth of the span colder than the road around it
+    frames = [SensorFrame(rgb=rgb, depth=depth, thermal=t) for t in (warm, cold)]
+    for config, published in ((PotholeFilterConfig(), [0, 96]), (PotholeFilterConfig(thermal_contrast=0), [0, 0])):
+        engine = ScriptedEngine([blob] * 2, modalities=("rgb", "depth", "thermal"), scale=8.0).engine
+        pipeline = SegmentationPipeline(engine, obstacles=config)
+        assert [potholes(pipeline.run(f).masks.labels) for f in frames] == published

@@ -70,6 +70,11 @@ def test_tensorrt_matches_torch(trt_env, precision, min_agreement, rtol):
     assert np.abs(actual - expected).max() <= rtol * np.abs(expected).max()
     assert np.mean(actual.argmax(1) == expected.argmax(1)) >= min_agreement
     assert np.mean(engine.infer_labels(inputs) == reference.infer_labels(inputs)) >= min_agreement
+    # Labels with logits (the pothole filter's thermal check), from numpy and from tensors on the GPU.
+    tensors = {k: torch.from_numpy(v.astype(np.float32)).cuda() for k, v in inputs.items()}
+    for labels, logits in (engine.infer_labels_and_logits(inputs), engine.infer_labels_and_logits_on_device(tensors)):
+        assert logits.dtype == np.float32 and np.abs(logits - expected).max() <= rtol * np.abs(expected).max()
+        np.testing.assert_array_equal(labels, logits.argmax(1))
 
 
 @pytest.mark.gpu

@@ -78,6 +78,12 @@ class InferenceEngine(abc.ABC):
         """Class ids uint8 (B, H, W); backends override this to take the argmax on the device."""
         return np.argmax(self.infer(inputs), axis=1).astype(np.uint8)
 
+    def infer_labels_and_logits(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids uint8 (B, H, W) and logits float32 (B, K, H, W) of one run: for checks that read the
+        network's confidence (the pothole filter's thermal corroboration)."""
+        logits = self.infer(inputs)
+        return np.argmax(logits, axis=1).astype(np.uint8), logits
+
     @property
     def sensor_device(self) -> str | None:
         """The torch device where sensor preprocessing should run to feed this engine without a host round trip
@@ -87,6 +93,11 @@ class InferenceEngine(abc.ABC):
     def infer_labels_on_device(self, inputs: Mapping[str, Any]) -> np.ndarray:
         """Class ids uint8 (B, H, W) for complete inputs given as torch tensors ({modality: (B, C, H, W) float32},
         as `SensorPreprocessor` makes them, on `sensor_device` or the CPU)."""
+        raise NotImplementedError(f"the {self.backend} engine takes numpy inputs only")
+
+    def infer_labels_and_logits_on_device(self, inputs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """`infer_labels_and_logits` for torch tensor inputs as `infer_labels_on_device` takes them; both come
+        back to the host (the logits are K times the labels' bytes in float32)."""
         raise NotImplementedError(f"the {self.backend} engine takes numpy inputs only")
 
     def infer_frame_labels(self, frame: Any, preprocessor: Any) -> np.ndarray:

@@ -115,8 +115,19 @@ class OnnxRuntimeEngine(InferenceEngine):
             return None
         return self.device if torch.cuda.is_available() else None
 
+    def infer_labels_and_logits(self, inputs) -> tuple[np.ndarray, np.ndarray]:
+        labels, logits = self._outputs((LABELS_NAME, OUTPUT_NAME), self.prepare_inputs(inputs))
+        return labels, logits
+
     def infer_labels_on_device(self, inputs) -> np.ndarray:
         """Labels for torch tensors (CPU or CUDA), bound by address: no copy through numpy, no host round trip."""
+        return self._outputs_on_device((LABELS_NAME,), inputs)[0]
+
+    def infer_labels_and_logits_on_device(self, inputs) -> tuple[np.ndarray, np.ndarray]:
+        labels, logits = self._outputs_on_device((LABELS_NAME, OUTPUT_NAME), inputs)
+        return labels, logits
+
+    def _outputs_on_device(self, names: tuple[str, ...], inputs) -> list[np.ndarray]:
         import torch
 
         missing = sorted(set(self.meta.modalities) - set(inputs))
@@ -125,8 +136,8 @@ class OnnxRuntimeEngine(InferenceEngine):
         tensors = {m: inputs[m].to(torch.float32).contiguous() for m in self.meta.modalities}
         batch = next(iter(tensors.values())).shape[0]
         if batch != 1 and not self.info.dynamic:
-            return np.concatenate([self.infer_labels_on_device({k: v[i:i + 1] for k, v in tensors.items()})
-                                   for i in range(batch)])
+            runs = [self._outputs_on_device(names, {k: v[i:i + 1] for k, v in tensors.items()}) for i in range(batch)]
+            return [np.concatenate(parts) for parts in zip(*runs)]
         if any(t.is_cuda for t in tensors.values()):
             torch.cuda.current_stream().synchronize()  # onnxruntime runs on its own stream
         binding = self.session.io_binding()
@@ -134,26 +145,32 @@ class OnnxRuntimeEngine(InferenceEngine):
             kind = "cuda" if tensor.is_cuda else "cpu"
             binding.bind_input(name, kind, tensor.device.index or 0, np.float32, tuple(tensor.shape),
                                tensor.data_ptr())
-        binding.bind_output(LABELS_NAME, "cpu")
+        for name in names:
+            binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return binding.copy_outputs_to_cpu()
 
     def _output(self, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._outputs((name,), inputs)[0]
+
+    def _outputs(self, names: tuple[str, ...], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         batch = next(iter(inputs.values())).shape[0]
         if self.info.dynamic or batch == 1:
-            return self._run(name, inputs)
+            return self._run(names, inputs)
         # A static graph was traced at batch 1: run the samples one by one rather than refuse the batch.
-        return np.concatenate([self._run(name, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(batch)])
+        runs = [self._run(names, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(batch)]
+        return [np.concatenate(parts) for parts in zip(*runs)]
 
-    def _run(self, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, names: tuple[str, ...], inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         if not self.io_binding:
-            return self.session.run([name], inputs)[0]
+            return self.session.run(list(names), inputs)
         binding = self.session.io_binding()
         for input_name, array in inputs.items():
             binding.bind_cpu_input(input_name, array)
-        binding.bind_output(name, "cpu")  # computed on the device; only this output is copied back
+        for name in names:
+            binding.bind_output(name, "cpu")  # computed on the device; only these outputs are copied back
         self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return binding.copy_outputs_to_cpu()
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", providers={self.session.get_providers()}, file={str(self.onnx_path)!r})"

@@ -136,20 +136,35 @@ class TensorRTEngine(InferenceEngine):
             labels = self._logits(self.prepare_inputs(inputs)).argmax(dim=1).to(self._torch.uint8).cpu()
         return labels.numpy()
 
+    def infer_labels_and_logits(self, inputs) -> tuple[np.ndarray, np.ndarray]:
+        with self._torch.cuda.stream(self._stream):
+            logits = self._logits(self.prepare_inputs(inputs))
+            labels, logits = logits.argmax(dim=1).to(self._torch.uint8).cpu(), logits.float().cpu()
+        return labels.numpy(), logits.numpy()
+
     @property
     def sensor_device(self) -> str | None:
         return str(self.torch_device)
 
     def infer_labels_on_device(self, inputs) -> np.ndarray:
-        torch = self._torch
+        with self._torch.cuda.stream(self._stream):
+            labels = self._device_logits(inputs).argmax(dim=1).to(self._torch.uint8).cpu()
+        return labels.numpy()
+
+    def infer_labels_and_logits_on_device(self, inputs) -> tuple[np.ndarray, np.ndarray]:
+        with self._torch.cuda.stream(self._stream):
+            logits = self._device_logits(inputs)
+            labels, logits = logits.argmax(dim=1).to(self._torch.uint8).cpu(), logits.float().cpu()
+        return labels.numpy(), logits.numpy()
+
+    def _device_logits(self, inputs):
+        """`_logits` for torch tensors from `SensorPreprocessor`, ordered after the stream that made them."""
         missing = sorted(set(self.meta.modalities) - set(inputs))
         if missing:
             raise ValueError(f"inputs lack {missing}")
         # the preprocessing ran on torch's current stream; the engine's stream must see its results
-        self._stream.wait_stream(torch.cuda.current_stream(self.torch_device))
-        with torch.cuda.stream(self._stream):
-            labels = self._logits({m: inputs[m] for m in self.meta.modalities}).argmax(dim=1).to(torch.uint8).cpu()
-        return labels.numpy()
+        self._stream.wait_stream(self._torch.cuda.current_stream(self.torch_device))
+        return self._logits({m: inputs[m] for m in self.meta.modalities})
 
     def close(self) -> None:
         self._buffers.clear()

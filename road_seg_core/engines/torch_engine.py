@@ -72,18 +72,27 @@ class TorchEngine(InferenceEngine):
         logits = self._logits(self.prepare_inputs(inputs))
         return logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
 
+    def infer_labels_and_logits(self, inputs) -> tuple[np.ndarray, np.ndarray]:
+        return _labels_and_logits(self._logits(self.prepare_inputs(inputs)))
+
     @property
     def sensor_device(self) -> str | None:
         return str(self.torch_device) if self.torch_device.type == "cuda" else None
 
     def infer_labels_on_device(self, inputs) -> np.ndarray:
+        return self._device_logits(inputs).argmax(dim=1).to(torch.uint8).cpu().numpy()
+
+    def infer_labels_and_logits_on_device(self, inputs) -> tuple[np.ndarray, np.ndarray]:
+        return _labels_and_logits(self._device_logits(inputs))
+
+    def _device_logits(self, inputs) -> Tensor:
         unknown = sorted(set(inputs) - set(self.meta.modalities))
         if unknown:
             raise ValueError(f"inputs {unknown} are not modalities of this model")
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
             tensors = {name: tensor.to(self.torch_device, non_blocking=True).contiguous(
                 memory_format=self.memory_format) for name, tensor in inputs.items()}
-            return self.model(tensors).float().argmax(dim=1).to(torch.uint8).cpu().numpy()
+            return self.model(tensors).float()
 
     def _logits(self, inputs: dict[str, np.ndarray]) -> Tensor:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
@@ -95,6 +104,11 @@ class TorchEngine(InferenceEngine):
             array = array.copy()
         tensor = torch.from_numpy(array).to(self.torch_device, non_blocking=True)
         return tensor.contiguous(memory_format=self.memory_format)
+
+
+def _labels_and_logits(logits: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The argmax taken where the logits are, then both on the host."""
+    return logits.argmax(dim=1).to(torch.uint8).cpu().numpy(), logits.cpu().numpy()
 
 
 def create_torch_engine(checkpoint_path: str | os.PathLike, device: str = "cpu",
