@@ -25,6 +25,9 @@ NS_PER_S = 1_000_000_000
 #: Ground truth (mono8 class ids, the left image's header) and condition names of simulated drives.
 GT_TOPIC = "/sim/labels"
 CONDITION_TOPIC = "/sim/condition"
+#: Which pothole each ground-truth pothole pixel belongs to (mono16, 0 = none; the left image's header): recall
+#: by object then counts potholes, not the connected components a crack at a grazing angle breaks into.
+POTHOLE_IDS_TOPIC = "/sim/pothole_ids"
 #: diagnostic_msgs/DiagnosticArray from sim_sensors once a second: messages published so far per input
 #: (`published.<input>`), kept off /diagnostics, which is the node's.
 PUBLISHED_TOPIC = "/sim/published"
@@ -132,14 +135,14 @@ class SensorImage:
 class SceneMessages:
     """A synthetic scene as the ZED + Boson (+ ground truth) would send it, before any message library."""
 
-    images: dict[str, SensorImage]  # left, right, depth, thermal, labels, and disparity when asked for
+    images: dict[str, SensorImage]  # left, right, depth, thermal, labels, pothole_ids, disparity when asked for
     intrinsics: StereoIntrinsics
     left_frame: str
 
 
 def scene_messages(scene: Any, with_disparity: bool, with_right: bool = True) -> SceneMessages:
     """Encode a `synthetic.SyntheticScene` as the sensors do: bgra8 colour, 32FC1 depth in metres (NaN holes),
-    mono16 thermal counts, optional 32FC1 DisparityImage with f and T, mono8 ground truth."""
+    mono16 thermal counts, optional 32FC1 DisparityImage with f and T, mono8 ground truth, mono16 pothole ids."""
     from road_seg_core.depth import depth_to_disparity
 
     f = scene.frame
@@ -154,6 +157,9 @@ def scene_messages(scene: Any, with_disparity: bool, with_right: bool = True) ->
         images["disparity"] = SensorImage("disparity", left_frame, "32FC1", d, float(intr.fx), float(intr.baseline_m))
     images["thermal"] = SensorImage("thermal", THERMAL_FRAME, "mono16", f.thermal.astype(np.uint16))
     images["labels"] = SensorImage("labels", left_frame, "mono8", scene.labels)
+    ids = f.extras.get("pothole_ids")
+    if ids is not None:
+        images["pothole_ids"] = SensorImage("pothole_ids", left_frame, "mono16", ids.astype(np.uint16, copy=False))
     return SceneMessages(images, f.intrinsics, left_frame)
 
 

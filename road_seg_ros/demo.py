@@ -28,7 +28,7 @@ from road_seg_core.metrics import ConfusionMatrix, to_json
 from road_seg_core.image_codec import to_rgb8
 from road_seg_core.obstacle_metrics import ObstacleCounter
 from road_seg_core.reception import image_array
-from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC, Topics, stamp_ns
+from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC, POTHOLE_IDS_TOPIC, Topics, stamp_ns
 from road_seg_core.visualize import compose
 
 OUTPUTS = {"labels": "/road_seg/labels"}
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE)
     lock = threading.Lock()
     gt: dict[int, np.ndarray] = {}
+    pothole_ids: dict[int, np.ndarray] = {}  # which pothole each ground-truth pothole pixel is, by stamp
     labels: dict[int, np.ndarray] = {}
     camera: dict[int, np.ndarray] = {}  # the last CAMERA_KEEP left images, by stamp
     shown: dict[int, np.ndarray] = {}  # camera images of the first --save frames the node labelled
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
     node.create_subscription(String, CONDITION_TOPIC, on_condition, qos)
     node.create_subscription(Image, GT_TOPIC, on_gt, qos)
+    node.create_subscription(Image, POTHOLE_IDS_TOPIC, keep(pothole_ids), qos)
     node.create_subscription(Image, OUTPUTS["labels"], on_labels, qos)
     node.create_subscription(Image, Topics().left, on_camera, qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
@@ -192,9 +194,11 @@ def run(args: argparse.Namespace) -> int:
         by_condition: dict[str, ObstacleCounter] = {}
         for s in matched:
             cm.update(labels[s], gt[s])
-            obstacles.update(labels[s], gt[s])
+            ids = pothole_ids.get(s)
+            ids = ids if ids is not None and ids.shape == gt[s].shape else None  # else: connected components
+            obstacles.update(labels[s], gt[s], instances=ids)
             if s in condition_of:
-                by_condition.setdefault(condition_of[s], ObstacleCounter()).update(labels[s], gt[s])
+                by_condition.setdefault(condition_of[s], ObstacleCounter()).update(labels[s], gt[s], instances=ids)
         for i, (s, rgb) in enumerate(sorted(shown.items())):
             picture = compose(rgb, labels[s], gt.get(s), caption=f"demo frame {i}, stamp {s}")
             cv2.imwrite(str(out / f"overlay_{i:02d}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))

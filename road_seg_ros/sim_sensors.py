@@ -3,7 +3,8 @@
 Same topics, types and encodings as the car (bgra8 colour, 32FC1 depth in
 metres, mono16 thermal counts, CameraInfo, optional stereo_msgs/DisparityImage),
 with per-topic stamp jitter and drop rate to exercise synchronisation, plus
-ground truth on /sim/labels (mono8 class ids, the left image's header).
+ground truth on /sim/labels (mono8 class ids, the left image's header) and
+/sim/pothole_ids (mono16: which pothole each pothole pixel is, 0 = none).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from road_seg_core.sensor_spec import (DROPPABLE, GT_TOPIC, JITTERED, PUBLISHED_TOPIC, RIGHT_FRAME, Topics, jitter_ns,
-                                      scene_messages)
+from road_seg_core.sensor_spec import (DROPPABLE, GT_TOPIC, JITTERED, POTHOLE_IDS_TOPIC, PUBLISHED_TOPIC, RIGHT_FRAME,
+                                      Topics, jitter_ns, scene_messages)
 from road_seg_core.synthetic import SceneStream, SyntheticScene
 from road_seg_ros.conversions import camera_info, sensor_image_message
 from road_seg_ros.node_exit import end_process, interrupt_once
@@ -40,6 +41,7 @@ class SimMessages:
     labels: Image
     left_info: CameraInfo
     right_info: CameraInfo
+    pothole_ids: Image | None = None  # which pothole each ground-truth pothole pixel is (mono16), where known
 
 
 def encode_scene(scene: SyntheticScene, with_disparity: bool) -> SimMessages:
@@ -80,6 +82,7 @@ class SimSensors(Node):
             "disparity": self.create_publisher(DisparityImage, topics.disparity, qos),
             "thermal": self.create_publisher(Image, topics.thermal, qos),
             "labels": self.create_publisher(Image, GT_TOPIC, qos),
+            "pothole_ids": self.create_publisher(Image, POTHOLE_IDS_TOPIC, qos),
             "left_info": self.create_publisher(CameraInfo, topics.left_info, qos),
             "right_info": self.create_publisher(CameraInfo, topics.right_info, qos),
         }
@@ -112,8 +115,9 @@ class SimSensors(Node):
             msgs = self.frames[self.sent % len(self.frames)]
         now_ns = self.get_clock().now().nanoseconds
         left_stamp = Time(nanoseconds=now_ns).to_msg()
-        for m in (msgs.left, msgs.labels, msgs.left_info, msgs.right_info):
-            m.header.stamp = left_stamp
+        for m in (msgs.left, msgs.labels, msgs.left_info, msgs.right_info, msgs.pothole_ids):
+            if m is not None:
+                m.header.stamp = left_stamp
         msgs.right.header.stamp = self._stamp(now_ns, "right")
         msgs.depth.header.stamp = self._stamp(now_ns, "depth")
         msgs.thermal.header.stamp = self._stamp(now_ns, "thermal")
@@ -129,6 +133,8 @@ class SimSensors(Node):
             self.pubs[key].publish(getattr(msgs, key))
             self.published[key] += 1
         self.pubs["labels"].publish(msgs.labels)
+        if msgs.pothole_ids is not None:
+            self.pubs["pothole_ids"].publish(msgs.pothole_ids)
         self.sent += 1
 
     def _publish_counts(self) -> None:

@@ -14,11 +14,12 @@ import yaml
 
 from road_seg_core.engines import create_engine
 from road_seg_core.metrics import ConfusionMatrix, to_json
+from road_seg_core.obstacle_metrics import ObstacleCounter
 from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_core.bag import msgs
 from road_seg_core.bag.bagio import open_reader, open_writer
 from road_seg_core.bag.groundtruth import GroundTruthError, check_labels
-from road_seg_core.bag.record import CONDITION_TOPIC, GT_TOPIC, SimRecording
+from road_seg_core.bag.record import CONDITION_TOPIC, GT_TOPIC, POTHOLE_IDS_TOPIC, SimRecording
 from road_seg_core.bag.replay import BagReplay
 from road_seg_core.node_config import PerceptionConfig, Topics
 from road_seg_core.input_plan import plan_inputs
@@ -124,7 +125,7 @@ def test_sim_bag_has_sim_sensors_topics_types_encodings_and_stamps(bags, storage
         assert reader.storage.metadata.custom["road_seg.sim"]
     image = "sensor_msgs/msg/Image"
     assert topics == {T.left: (image, FRAMES), T.right: (image, FRAMES), T.depth: (image, FRAMES),
-                      T.thermal: (image, FRAMES), GT_TOPIC: (image, FRAMES),
+                      T.thermal: (image, FRAMES), GT_TOPIC: (image, FRAMES), POTHOLE_IDS_TOPIC: (image, FRAMES),
                       T.left_info: ("sensor_msgs/msg/CameraInfo", FRAMES),
                       T.right_info: ("sensor_msgs/msg/CameraInfo", FRAMES),
                       CONDITION_TOPIC: ("std_msgs/msg/String", FRAMES)}
@@ -136,7 +137,8 @@ def test_sim_bag_has_sim_sensors_topics_types_encodings_and_stamps(bags, storage
     assert log_times == sorted(log_times) and len(set(log_times)) == len(log_times)  # one unambiguous order
     expect = {T.left: ("bgra8", "zed_left_camera_optical_frame"), T.right: ("bgra8", "zed_right_camera_optical_frame"),
               T.depth: ("32FC1", "zed_left_camera_optical_frame"), T.thermal: ("mono16", "boson_optical_frame"),
-              GT_TOPIC: ("mono8", "zed_left_camera_optical_frame")}
+              GT_TOPIC: ("mono8", "zed_left_camera_optical_frame"),
+              POTHOLE_IDS_TOPIC: ("mono16", "zed_left_camera_optical_frame")}
     for i, scene in enumerate(scenes):
         stamp = recording.stamp_ns(i)
         cond_log, cond = by_topic[CONDITION_TOPIC][i]
@@ -151,6 +153,8 @@ def test_sim_bag_has_sim_sensors_topics_types_encodings_and_stamps(bags, storage
         np.testing.assert_array_equal(image_array(by_topic[T.depth][i][1]), scene.frame.depth)
         np.testing.assert_array_equal(image_array(by_topic[T.thermal][i][1]), scene.frame.thermal)
         np.testing.assert_array_equal(image_array(by_topic[GT_TOPIC][i][1]), scene.labels)
+        np.testing.assert_array_equal(image_array(by_topic[POTHOLE_IDS_TOPIC][i][1]),
+                                      scene.frame.extras["pothole_ids"])
         for topic in (T.left_info, T.right_info):
             assert stamp_ns(by_topic[topic][i][1].header) == stamp
         intr = intrinsics_from_camera_info(by_topic[T.left_info][i][1], by_topic[T.right_info][i][1])
@@ -172,8 +176,9 @@ def test_sim_messages_equal_sim_sensors_encode_scene(scenes, recording):
     live = encode_scene(scene, with_disparity=True)
     rec = SimRecording(frames=1, width=WIDTH, height=HEIGHT, publish_disparity=True, jitter_ms={})
     ours = {key: m for key, _, m in frame_messages(scene, 0, rec, np.random.default_rng(0)).messages}
-    assert set(ours) == {"left_info", "right_info", "left", "right", "depth", "disparity", "thermal", "labels"}
-    for key in ("left", "right", "depth", "thermal", "labels"):
+    assert set(ours) == {"left_info", "right_info", "left", "right", "depth", "disparity", "thermal", "labels",
+                         "pothole_ids"}
+    for key in ("left", "right", "depth", "thermal", "labels", "pothole_ids"):
         a, b = getattr(live, key), ours[key]
         assert (a.encoding, a.height, a.width, a.step, a.header.frame_id) == \
             (b.encoding, b.height, b.width, b.step, b.header.frame_id), key
@@ -213,6 +218,14 @@ def test_eval_bag_metrics_equal_road_seg_core(evaluated, storage, direct, scenes
     assert counts["messages"] == {T.left: FRAMES, T.depth: FRAMES, T.thermal: FRAMES}  # the model's inputs only
     assert (counts["synchronised_sets"], counts["evaluated_frames"], counts["frames_without_gt"]) == (FRAMES, FRAMES, 0)
     assert metrics["bag"]["storage"] == storage and metrics["bag"]["topics"][GT_TOPIC]["messages"] == FRAMES
+    # Potholes are counted by the recorded pothole ids, as `road-seg evaluate` counts them on the same scenes.
+    obstacles = ObstacleCounter()
+    for i, scene in enumerate(scenes):
+        obstacles.update(direct[recording.stamp_ns(i)], scene.labels, instances=scene.frame.extras["pothole_ids"])
+    got_obstacles, want_obstacles = metrics["metrics"]["obstacles"], to_json(obstacles.compute())
+    assert got_obstacles["frames_with_pothole_instances"] == want_obstacles["frames_with_pothole_instances"] > 0
+    for key in ("potholes", "potholes_found", "phantom_frames", "false_pothole_blobs"):
+        assert got_obstacles[key] == want_obstacles[key], key
     assert metrics["sync"]["topics"] == [T.left, T.depth, T.thermal]
     assert sorted(f["stamp_ns"] for f in metrics["frames"]) == sorted(stamps)
     for stage in ("decode", "convert", "preprocess", "model", "postprocess", "total"):
@@ -402,6 +415,24 @@ def test_ground_truth_of_another_size(tmp_path, bags, tiny_checkpoint, recording
     cv2.imwrite(str(gt_dir / f"{recording.stamp_ns(0)}.png"), np.zeros((HEIGHT // 2, WIDTH // 2), np.uint8))
     assert _eval(bags["mcap"], tiny_checkpoint, "--gt-dir", str(gt_dir), "--report", str(tmp_path / "r")) == 2
     _one_line_error(capsys, f"is {WIDTH // 2}x{HEIGHT // 2} but the left image is {WIDTH}x{HEIGHT}")
+
+
+def test_pothole_ids_of_another_size_are_one_line(tmp_path, bags, tiny_checkpoint, capsys):
+    """A bag whose /sim/pothole_ids are half the left image's size: one line naming the topic and both sizes."""
+    bag = tmp_path / "small_ids"
+    writer = open_writer(bag, "mcap")
+    conns = {}
+    for topic, msgtype, log_ns, msg in _read(bags["mcap"]):
+        if topic == POTHOLE_IDS_TOPIC:
+            msg = msgs.image(np.zeros((HEIGHT // 2, WIDTH // 2), np.uint16), "mono16", stamp_ns(msg.header),
+                             msg.header.frame_id)
+        if topic not in conns:
+            conns[topic] = writer.add_connection(topic, msgtype, typestore=msgs.TYPESTORE)
+        writer.write(conns[topic], log_ns, msgs.serialize(msg))
+    writer.close()
+    assert _eval(bag, tiny_checkpoint, "--report", str(tmp_path / "r")) == 2
+    _one_line_error(capsys, f"topic {POTHOLE_IDS_TOPIC}", f"are {WIDTH // 2}x{HEIGHT // 2} but the left image is "
+                    f"{WIDTH}x{HEIGHT}")
 
 
 def test_ground_truth_checks():

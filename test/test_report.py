@@ -91,3 +91,25 @@ def test_a_bag_depth_at_another_resolution_gives_the_potholes_their_distance():
     assert obstacles["potholes_without_depth"] == 0
     assert (obstacles["near_potholes_with_sensor_depth"], obstacles["near_potholes_with_sensor_depth_found"]) == (1, 1)
     assert board.worst() == board.best() == [] and board.evaluated == 1
+
+
+def test_pothole_ids_make_one_pothole_of_a_crack_broken_into_dashes():
+    """Three dashes of one crack (id 7) and a pothole (id 2), the crack found on one dash: by the ids two potholes,
+    both found; without them four components, two found."""
+    gt = np.full((H, W), L.DRIVABLE, np.uint8)
+    ids = np.zeros((H, W), np.uint16)
+    for x0 in (10, 20, 30):
+        gt[30, x0:x0 + 5] = L.NEGATIVE_OBSTACLE
+        ids[30, x0:x0 + 5] = 7
+    gt[40:44, 50:54] = L.NEGATIVE_OBSTACLE
+    ids[40:44, 50:54] = 2
+    pred = gt.copy()
+    pred[30, 20:35] = L.DRIVABLE  # two of the crack's three dashes missed
+    counts = {}
+    for name, instances in (("ids", ids), ("components", None)):
+        board = Scoreboard(keep=0)
+        board.add_frame(1, np.zeros((H, W, 3), np.uint8), pred, gt, "day", pothole_ids=instances)
+        counts[name] = board.obstacles.compute()
+    assert (counts["ids"]["potholes"], counts["ids"]["potholes_found"]) == (2, 2)
+    assert (counts["components"]["potholes"], counts["components"]["potholes_found"]) == (4, 2)
+    assert counts["ids"]["frames_with_pothole_instances"] == 1 and counts["components"]["frames_with_pothole_instances"] == 0

@@ -23,6 +23,9 @@ the left image's header stamp:
 When the bag has `/sim/condition` (std_msgs/String recorded at each frame's
 left stamp, as `road-seg sim` writes), metrics are also broken down per
 condition: a frame's condition is the last one recorded at or before its stamp.
+When it has `/sim/pothole_ids` (mono16 at the left stamp, as `road-seg sim`
+writes), pothole recall by object counts those potholes, not the connected
+components of pothole pixels.
 
 Writes into `--report DIR` (default `<BAG>_eval`): `metrics.json` (messages
 per topic, synchronised sets, evaluated frames, per-class
@@ -59,7 +62,7 @@ from road_seg_core.pipeline import SegmentationPipeline
 from road_seg_core.bag.bagio import BagError, open_reader, storage_of
 from road_seg_core.bag.groundtruth import DirGroundTruth, GroundTruthError, check_labels, read_annotations
 from road_seg_core.bag.outbag import MaskBagWriter
-from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC
+from road_seg_core.sensor_spec import CONDITION_TOPIC, GT_TOPIC, POTHOLE_IDS_TOPIC
 from road_seg_core.bag.replay import BagReplay
 from road_seg_core.reception import check_sync_policy
 from road_seg_core.bag.report import write_report
@@ -150,7 +153,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         gt_topic = None
         if not args.no_gt and not args.gt_dir:
             gt_topic = args.gt_topic or (GT_TOPIC if GT_TOPIC in reader.topics else None)
-        topic_gt, conditions = read_annotations(reader, gt_topic, args.condition_topic)
+        topic_gt, conditions, pothole_ids = read_annotations(reader, gt_topic, args.condition_topic,
+                                                             None if args.no_gt else POTHOLE_IDS_TOPIC)
         gt_source = DirGroundTruth(args.gt_dir) if args.gt_dir else topic_gt
         board = Scoreboard(tuple(engine.meta.class_names), keep=args.montage)
         writer = MaskBagWriter(args.write_bag, args.write_storage or storage, cfg.topics.left, args.compress) \
@@ -167,8 +171,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 gt = gt_source.get(frame.stamp_ns) if gt_source is not None else None
                 if gt is not None:
                     gt = check_labels(gt, frame.size, f"for stamp {frame.stamp_ns} ({gt_source.description})")
+                ids = pothole_ids.get(frame.stamp_ns) if gt is not None and pothole_ids is not None else None
+                if ids is not None and ids.shape != gt.shape:
+                    raise GroundTruthError(f"pothole ids for stamp {frame.stamp_ns} ({pothole_ids.description}) are "
+                                           f"{ids.shape[1]}x{ids.shape[0]} but the left image is "
+                                           f"{gt.shape[1]}x{gt.shape[0]}")
                 board.add_frame(frame.stamp_ns, frame.rgb, replayed.result.masks.labels, gt,
-                                conditions.at(frame.stamp_ns) if conditions else None, frame.depth)
+                                conditions.at(frame.stamp_ns) if conditions else None, frame.depth, ids)
                 if writer is not None:
                     writer.write(replayed)
                 if args.max_frames and frames >= args.max_frames:

@@ -11,7 +11,10 @@ frame by the left image's header stamp:
   e.g. `1704067200100000000.png`, for annotated drives of your own.
 
 Ground truth must have the left image's size. A left image without ground
-truth is run but not scored (counted as `frames_without_gt`).
+truth is run but not scored (counted as `frames_without_gt`). Where the bag
+also has `/sim/pothole_ids` (mono16, which pothole each pothole pixel is, as
+sim_sensors and `road-seg sim` record it), recall by object counts those
+potholes; else each connected component of pothole pixels is one.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from road_seg_core.reception import image_array
 from road_seg_core.sensor_spec import stamp_ns
 
 GT_ENCODINGS = ("mono8", "8UC1")
+ID_ENCODINGS = ("mono16", "16UC1")
 _VALID_IDS = np.zeros(256, bool)
 _VALID_IDS[list(range(L.NUM_CLASSES)) + [L.IGNORE]] = True
 
@@ -65,19 +69,21 @@ def check_labels(gt: np.ndarray, size: tuple[int, int], where: str) -> np.ndarra
 
 
 class TopicGroundTruth:
-    """Labels from a topic of the bag, kept PNG-compressed (a few kB per frame) until their frame is scored."""
+    """Labels (or pothole ids: `encodings=ID_ENCODINGS`) from a topic of the bag, kept PNG-compressed (a few kB
+    per frame) until their frame is scored."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, encodings: tuple[str, ...] = GT_ENCODINGS) -> None:
         self.topic = topic
         self.description = f"topic {topic}"
+        self.encodings = encodings
         self._png: dict[int, bytes] = {}
 
     def add(self, msg) -> None:
         """Store one sensor_msgs/Image (rosbags message) of the topic."""
         stamp = stamp_ns(msg.header)
-        if msg.encoding not in GT_ENCODINGS:
+        if msg.encoding not in self.encodings:
             raise GroundTruthError(f"ground truth on {self.topic} at stamp {stamp} has encoding {msg.encoding!r}; "
-                                   f"expected {' or '.join(GT_ENCODINGS)}")
+                                   f"expected {' or '.join(self.encodings)}")
         try:
             labels = image_array(msg)
         except ImageFormatError as exc:
@@ -143,23 +149,30 @@ class Conditions:
         return self._names[i] if i >= 0 else None
 
 
-def read_annotations(reader: Reader, gt_topic: str | None,
-                     condition_topic: str) -> tuple[TopicGroundTruth | None, Conditions]:
-    """One pass over the bag's ground-truth and condition topics (the condition topic is optional)."""
+def read_annotations(reader: Reader, gt_topic: str | None, condition_topic: str, ids_topic: str | None = None
+                     ) -> tuple[TopicGroundTruth | None, Conditions, TopicGroundTruth | None]:
+    """One pass over the bag's ground-truth, condition and pothole-id topics (the last two optional: the pothole
+    ids are None when `ids_topic` is not in the bag)."""
     gt = TopicGroundTruth(gt_topic) if gt_topic else None
     conditions = Conditions(condition_topic)
     wanted = connections(reader, gt_topic, "ground truth", (msgs.IMAGE,)) if gt_topic else []
+    ids = None
+    if ids_topic and ids_topic in reader.topics:
+        ids = TopicGroundTruth(ids_topic, ID_ENCODINGS)
+        wanted += connections(reader, ids_topic, "pothole ids", (msgs.IMAGE,))
     cond_conns = [c for c in reader.connections if c.topic == condition_topic]
     if any(c.msgtype != msgs.STRING for c in cond_conns):
         raise BagError(f"topic {condition_topic} (conditions) must be {msgs.STRING}, got "
                        f"{', '.join(sorted({c.msgtype for c in cond_conns}))}")
     wanted += cond_conns
     if not wanted:
-        return gt, conditions
+        return gt, conditions, ids
     for conn, log_ns, raw in reader.messages(connections=wanted):
         msg = msgs.deserialize(raw, conn.msgtype)
         if conn.topic == condition_topic:
             conditions.add(log_ns, str(msg.data))
+        elif conn.topic == ids_topic:
+            ids.add(msg)
         else:
             gt.add(msg)
-    return gt, conditions
+    return gt, conditions, ids

@@ -6,8 +6,9 @@ Boson names by default), types, encodings and frame ids --
 left/right colour `bgra8`, depth `32FC1` metres (NaN holes), thermal `mono16`
 counts, left/right `CameraInfo` (the right one with Tx = -fx*B), optionally
 `stereo_msgs/DisparityImage` (`--disparity`), ground truth on `/sim/labels`
-(`mono8` class ids, the left image's header) -- with the same per-topic stamps:
-left, labels and both camera_info carry the frame's stamp, right/depth/
+(`mono8` class ids, the left image's header) and which pothole each pothole pixel
+belongs to on `/sim/pothole_ids` (`mono16`, 0 = none) -- with the same per-topic stamps:
+left, labels, pothole ids and both camera_info carry the frame's stamp, right/depth/
 disparity/thermal that stamp plus Gaussian jitter (`--jitter-ms`), and any
 sensor may drop frames (`--drop-rate`) to exercise synchronisation.
 
@@ -19,7 +20,7 @@ are in the bag's metadata (custom_data `road_seg.sim`, JSON).
 
 Recording (log) times are the publication times a live recorder would see:
 frame i is published at start + i/rate in sim_sensors' order (condition,
-camera_info, left, right, depth, disparity, thermal, labels), 1 us apart, so
+camera_info, left, right, depth, disparity, thermal, labels, pothole ids), 1 us apart, so
 `ros2 bag play BAG --clock` replays the drive in real time and readers of
 either storage see one unambiguous order.
 """
@@ -41,8 +42,8 @@ from road_seg_core.errors import UserError
 from road_seg_core.bag import msgs
 from road_seg_core.bag.bagio import STORAGES, BagError, open_writer
 from road_seg_core.node_config import PerceptionConfig
-from road_seg_core.sensor_spec import CONDITION_TOPIC, DROPPABLE, GT_TOPIC, JITTERED, RIGHT_FRAME, Topics, jitter_ns, \
-    scene_messages
+from road_seg_core.sensor_spec import (CONDITION_TOPIC, DROPPABLE, GT_TOPIC, JITTERED, POTHOLE_IDS_TOPIC, RIGHT_FRAME,
+                                      Topics, jitter_ns, scene_messages)
 from road_seg_core.synthetic import CONDITIONS, SceneStream, SyntheticScene
 
 METADATA_KEY = "road_seg.sim"
@@ -131,6 +132,8 @@ def frame_messages(scene: SyntheticScene, left_stamp: int, rec: SimRecording,
             out.append((key, getattr(t, key), msgs.sensor_image(images[key], stamps[key])))
     kept = [m for m in out if not _dropped(rng, rec.drop_rate.get(m[0], 0.0))]
     kept.append(("labels", GT_TOPIC, msgs.sensor_image(images["labels"], left_stamp)))
+    if "pothole_ids" in images:
+        kept.append(("pothole_ids", POTHOLE_IDS_TOPIC, msgs.sensor_image(images["pothole_ids"], left_stamp)))
     return FrameMessages(scene.condition, left_stamp, kept)
 
 

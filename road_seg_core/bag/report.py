@@ -180,7 +180,11 @@ def _obstacle_lines(obstacles: dict[str, Any] | None) -> list[str]:
             f"(distance from the bag's depth; {obstacles['potholes_without_depth']} potholes without depth"
             + (f"; near ones with depth on at least half their pixels "
                f"{_share(obstacles, 'near_potholes_with_sensor_depth_found', 'near_potholes_with_sensor_depth')}"
-               if "near_potholes_with_sensor_depth" in obstacles else "") + ").", ""]
+               if "near_potholes_with_sensor_depth" in obstacles else "") + "). "
+            + (f"Potholes are the bag's pothole ids (`/sim/pothole_ids`) in the "
+               f"{obstacles['frames_with_pothole_instances']} frames with potholes that have them, elsewhere "
+               "connected components of pothole pixels." if obstacles.get("frames_with_pothole_instances")
+               else "A pothole is one connected component of pothole pixels."), ""]
 
 
 def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:

@@ -90,11 +90,13 @@ class Scoreboard:
                 self.latency[stage].append(float(timings_ms[stage]))
 
     def add_frame(self, stamp_ns: int, rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray | None,
-                  condition: str | None, depth: np.ndarray | None = None) -> None:
+                  condition: str | None, depth: np.ndarray | None = None,
+                  pothole_ids: np.ndarray | None = None) -> None:
         """Score one frame's full-resolution labels against its ground truth (None: not scored).
 
         `depth` (metres, any resolution; the bag's measured depth) gives each
-        ground-truth pothole its distance for the near-pothole recall.
+        ground-truth pothole its distance for the near-pothole recall;
+        `pothole_ids` (the size of `gt`, 0 = none) which pothole each pothole pixel is.
         """
         if gt is None:
             self.without_gt += 1
@@ -102,14 +104,15 @@ class Scoreboard:
         self.overall.update(pred, gt)
         if depth is not None and depth.shape != gt.shape:
             depth = resize_nearest(depth, gt.shape)
-        self.obstacles.update(pred, gt, depth, depth)  # the bag's depth: distances and what the camera measured
+        # the bag's depth: distances and what the camera measured
+        self.obstacles.update(pred, gt, depth, depth, pothole_ids)
         if condition is not None:
             if condition not in self.by_condition:
                 self.by_condition[condition] = ConfusionMatrix(len(self.class_names), self.class_names)
                 self.obstacles_by_condition[condition] = ObstacleCounter()
                 self.frames_by_condition[condition] = 0
             self.by_condition[condition].update(pred, gt)
-            self.obstacles_by_condition[condition].update(pred, gt, depth, depth)
+            self.obstacles_by_condition[condition].update(pred, gt, depth, depth, pothole_ids)
             self.frames_by_condition[condition] += 1
         frame_cm = ConfusionMatrix(len(self.class_names), self.class_names)
         frame_cm.update(pred, gt)
