@@ -86,8 +86,7 @@ class SegmentationPipeline:
         if self.on_device:
             t1 = t0
             if self._corroborate:
-                inputs = self.preprocessor(frame)
-                labels, logits = self.engine.infer_labels_and_logits_on_device(inputs)
+                labels, logits, inputs = self.engine.infer_frame_labels_and_logits(frame, self.preprocessor)
                 heat = inputs.get("thermal")
                 thermal = heat[0, 0].float().cpu().numpy() if heat is not None else None
                 labels_small, logits = labels[0], logits[0]

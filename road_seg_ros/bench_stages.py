@@ -129,7 +129,7 @@ class _CpuTimedEngine:
     the pipeline."""
 
     #: The engine calls `SegmentationPipeline.run` makes, one per frame.
-    TIMED = ("infer_labels", "infer_frame_labels", "infer_labels_and_logits", "infer_labels_and_logits_on_device")
+    TIMED = ("infer_labels", "infer_frame_labels", "infer_labels_and_logits", "infer_frame_labels_and_logits")
 
     def __init__(self, engine) -> None:
         self._engine = engine

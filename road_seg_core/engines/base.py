@@ -105,6 +105,13 @@ class InferenceEngine(abc.ABC):
         (a `SensorPreprocessor` on `sensor_device`) runs inside the engine call, then the network."""
         return self.infer_labels_on_device(preprocessor(frame))
 
+    def infer_frame_labels_and_logits(self, frame: Any, preprocessor: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+        """`infer_frame_labels` with the logits, and the inputs the network was fed (`preprocessor`'s tensors,
+        on `sensor_device`), for checks that read them."""
+        inputs = preprocessor(frame)
+        labels, logits = self.infer_labels_and_logits_on_device(inputs)
+        return labels, logits, inputs
+
     def warmup(self, iterations: int = 2) -> None:
         """Run a few frames so allocation, autotuning and lazy initialisation happen before real data."""
         inputs = self.zero_inputs()
