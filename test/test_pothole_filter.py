@@ -244,3 +244,31 @@ def test_the_pipeline_keeps_a_pothole_in_a_stereo_hole_that_thermal_shows_colder
         engine = ScriptedEngine([blob] * 2, modalities=("rgb", "depth", "thermal"), scale=8.0).engine
         pipeline = SegmentationPipeline(engine, obstacles=config)
         assert [potholes(pipeline.run(f).masks.labels) for f in frames] == published
+
+
+def test_the_bundled_model_publishes_night_potholes_in_stereo_holes_only_with_thermal_corroboration():
+    """Selection drive 8010 at 640x360, its night frames 15-20: the potholes lie in stereo holes, so the depth check
+    alone drops every blob; with thermal corroboration (the default) each frame publishes them, mostly on true
+    pothole pixels."""
+    from road_seg_core.bundled import bundled_model_path
+    from road_seg_core.engines import create_engine
+    from road_seg_core.pipeline import SegmentationPipeline
+    from road_seg_training.evaluate import synthetic_scenes
+
+    engine = create_engine(bundled_model_path(), backend="torch", device="cpu", threads=1)
+    default = SegmentationPipeline(engine)
+    depth_only = SegmentationPipeline(engine, obstacles=PotholeFilterConfig(thermal_contrast=0))
+    for i, scene in enumerate(synthetic_scenes(45, 8010, 640, 360, ("day", "night", "fog"), drive=True)):
+        published, dropped = (potholes_of(p.run(scene.frame).masks.labels) for p in (default, depth_only))
+        if i < 15:
+            continue
+        truth = potholes_of(scene.labels)
+        assert scene.condition == "night" and truth.sum() > 200
+        assert not dropped.any(), i
+        assert published.sum() > 50 and (published & truth).sum() >= 0.8 * published.sum(), i
+        if i == 20:
+            break
+
+
+def potholes_of(labels: np.ndarray) -> np.ndarray:
+    return labels == L.NEGATIVE_OBSTACLE
