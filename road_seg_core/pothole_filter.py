@@ -41,12 +41,15 @@ import numpy as np
 from road_seg_core import labels as L
 from road_seg_core.depth import resize_nearest
 
-__all__ = ["PotholeFilterConfig", "PotholeFilter", "depth_measured", "class_probability"]
+__all__ = ["PotholeFilterConfig", "PotholeFilter", "depth_measured", "class_probability", "COUNTS"]
 
 #: Most frames a blob may be asked to persist: beyond a few frames at 10 Hz a near pothole is gone from view.
 MAX_CONFIRM_FRAMES = 10
 #: Width in label pixels of the ring of surroundings a blob's thermal image is compared with.
 THERMAL_RING = 3
+#: What `PotholeFilter.counts` counts, in blobs since start: predicted; failed the depth check; of those, kept on
+#: thermal evidence; dropped for want of confirmation; published.
+COUNTS = ("blobs", "without_depth", "kept_on_thermal", "unconfirmed", "published")
 
 
 @dataclass
@@ -114,6 +117,8 @@ class PotholeFilter:
         #: The verified pothole masks of the last `confirm_frames - 1` frames; None for a frame without any.
         self._history: deque[np.ndarray | None] = deque(maxlen=max(1, self.config.confirm_frames - 1))
         self._kernel: np.ndarray | None = None
+        #: Blobs since start by fate (`COUNTS`), for the node's /diagnostics: how often each check acts on the car.
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
 
     def reset(self) -> None:
         """Forget the history (a new sequence: the next blobs need `confirm_frames` frames again)."""
@@ -147,6 +152,8 @@ class PotholeFilter:
             return labels
         count, blobs = cv2.connectedComponents(raw, connectivity=8, ltype=cv2.CV_16U)
         keep = np.ones(count, bool)
+        tally = self.counts
+        tally["blobs"] += count - 1
         if cfg.min_depth_share > 0 and depth is not None:
             measured = depth_measured(depth, labels.shape)
             inside = raw.view(bool)  # the blobs' pixels only: a few thousand of the image's
@@ -154,8 +161,11 @@ class PotholeFilter:
             pixels = np.bincount(ids, minlength=count)
             with_depth = np.bincount(ids, weights=measured[inside], minlength=count)
             keep &= with_depth >= cfg.min_depth_share * pixels
+            tally["without_depth"] += int(count - 1 - keep[1:].sum())
             if cfg.corroborates and thermal is not None and logits is not None and not keep[1:].all():
-                keep |= self._corroborated(blobs, ~keep, raw, thermal, logits)
+                corroborated = self._corroborated(blobs, ~keep, raw, thermal, logits)
+                tally["kept_on_thermal"] += int(corroborated.sum())
+                keep |= corroborated
         if confirming:
             verified = keep.copy()
             verified[0] = False
@@ -167,6 +177,8 @@ class PotholeFilter:
                     support = cv2.dilate(previous, self._support_kernel(raw.shape[1]))
                     keep &= np.bincount(blobs[support.view(bool)], minlength=count) > 0
             self._history.append(np.take(verified.view(np.uint8), blobs) if verified.any() else None)
+            tally["unconfirmed"] += int(verified[1:].sum() - keep[1:].sum())
+        tally["published"] += int(keep[1:].sum())
         keep[0] = True  # label 0: not a negative-obstacle pixel
         if not keep.all():
             np.putmask(labels, np.take((~keep).view(np.uint8), blobs), L.BACKGROUND)

@@ -17,7 +17,8 @@ def _kv(key: str, value: Any) -> KeyValue:
 
 def build_diagnostics(stats: NodeStats, node: Any, stamp) -> DiagnosticArray:
     """One status named after the node (with its namespace: `car1/road_seg: perception`): rates, drops,
-    rejections, inputs missing from sets, the share of left images that got a mask, latency, what runs."""
+    rejections, inputs missing from sets, the share of left images that got a mask, latency, what runs, what the
+    pothole checks did."""
     status = DiagnosticStatus()
     status.name = f"{node.get_fully_qualified_name().lstrip('/')}: perception"
     status.hardware_id = f"{node.engine.backend}/{node.engine.device}"
@@ -58,6 +59,9 @@ def build_diagnostics(stats: NodeStats, node: Any, stamp) -> DiagnosticArray:
         _kv("sensors_down", ",".join(node.sensors_down)),
     ]
     values += [_kv(f"missing.{key}", n) for key, n in node.reception.missing.items()]
+    # What the pothole checks did since start (blobs predicted, without depth, kept on thermal, unconfirmed,
+    # published): a copy, the worker thread adds to them.
+    values += [_kv(f"potholes.{key}", n) for key, n in dict(node.pipeline.potholes.counts).items()]
     silent_limit = max(node.cfg.sync.sensor_timeout, 2 * node.cfg.diagnostics_period)
     status.values = values
     if not received_any:

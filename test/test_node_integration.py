@@ -12,6 +12,7 @@ from std_msgs.msg import Header
 
 from road_seg_core.node_config import Topics
 from road_seg_core.launch_plan import perception_plan
+from road_seg_core.pothole_filter import COUNTS
 from road_seg_core.processes import ProcessGroup
 from rosutil import RELIABLE, Collector
 
@@ -78,6 +79,8 @@ def test_masks_follow_left_images(ros_domain, bin_dir, tiny_checkpoint, tmp_path
         # output rate are figures (road-seg bench), not assertions.
         assert int(diag["rejected_total"]) == 0, diag
         assert diag["sync"] in ("road_seg_core", "message_filters")
+        potholes = {k: int(diag[f"potholes.{k}"]) for k in COUNTS}  # the pothole checks' counts, every one there
+        assert potholes["published"] + potholes["without_depth"] - potholes["kept_on_thermal"] <= potholes["blobs"]
     finally:
         collector.close()
 

@@ -59,6 +59,7 @@ def test_three_frames_need_the_blob_in_both_previous_frames():
     assert potholes(confirm(road(blob))) == 0, "the gap frame breaks the run"
     assert potholes(confirm(road(blob))) == 0
     assert potholes(confirm(road(blob))) == 16
+    assert confirm.counts == {"blobs": 6, "without_depth": 0, "kept_on_thermal": 0, "unconfirmed": 4, "published": 2}
 
 
 def test_depth_verification_keeps_the_blobs_the_depth_camera_measured_enough_of():
@@ -148,6 +149,8 @@ def test_thermal_corroborates_blobs_in_stereo_holes_only_with_a_cold_spot_and_a_
     assert potholes(PotholeFilter()(labels.copy(), depth, thermal, None)) == 16
     off = PotholeFilter(PotholeFilterConfig(thermal_contrast=0))
     assert not off.config.corroborates and potholes(off(labels.copy(), depth, thermal, logits)) == 16
+    # What each check did, for /diagnostics: 5 blobs, 4 without depth, 1 of them kept on thermal, 2 published.
+    assert check.counts == {"blobs": 5, "without_depth": 4, "kept_on_thermal": 1, "unconfirmed": 0, "published": 2}
 
 
 @pytest.mark.parametrize("values, message", [
