@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from road_seg_core.engines.base import InferenceEngine
 from road_seg_core.frames import SensorFrame
 from road_seg_core.models.config import DEPTH_LIKE
@@ -82,26 +84,24 @@ class SegmentationPipeline:
         Frames are taken as one sequence (the road plane and the pothole confirmation carry over); `reset`
         starts a new one."""
         t0 = time.perf_counter()
-        thermal = logits = None
+        logits = inputs = None
         if self.on_device:
             t1 = t0
             if self._corroborate:
                 labels, logits, inputs = self.engine.infer_frame_labels_and_logits(frame, self.preprocessor)
-                heat = inputs.get("thermal")
-                thermal = heat[0, 0].float().cpu().numpy() if heat is not None else None
-                labels_small, logits = labels[0], logits[0]
             else:
-                labels_small = self.engine.infer_frame_labels(frame, self.preprocessor)[0]
+                labels = self.engine.infer_frame_labels(frame, self.preprocessor)
         else:
             inputs = self.preprocessor(frame)
             t1 = time.perf_counter()
             if self._corroborate:
                 labels, logits = self.engine.infer_labels_and_logits(inputs)
-                heat = inputs.get("thermal")
-                labels_small, logits = labels[0], logits[0]
-                thermal = heat[0, 0] if heat is not None else None
             else:
-                labels_small = self.engine.infer_labels(inputs)[0]
+                labels = self.engine.infer_labels(inputs)
+        labels_small = labels[0]
+        thermal = None
+        if logits is not None:  # thermal corroboration: the logits and the thermal plane the network saw
+            logits, thermal = logits[0], _host_plane(inputs.get("thermal"))
         t2 = time.perf_counter()
         if self.potholes.config.enabled:
             if not labels_small.flags.writeable:
@@ -114,3 +114,11 @@ class SegmentationPipeline:
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return PipelineResult(masks=masks, timings_ms=timings)
+
+
+def _host_plane(batch) -> np.ndarray | None:
+    """The first sample's first channel of a (B, C, H, W) numpy array or torch tensor, as a host array."""
+    if batch is None:
+        return None
+    plane = batch[0, 0]
+    return plane if isinstance(plane, np.ndarray) else plane.float().cpu().numpy()
