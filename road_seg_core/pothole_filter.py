@@ -19,9 +19,9 @@ check could not verify would be planned through; measured, that cost drivable Io
   network agree on it: its thermal input is colder than a ring around it by at least
   `thermal_contrast` (of the model's (0, 1] thermal range: a pothole holds water and
   cold air, the asphalt around it the day's heat) and the network's mean pothole
-  probability over it is at least `thermal_probability`. Either cue alone keeps most
-  night phantoms (measured on selection drives, README); together they keep the real
-  potholes in night stereo holes;
+  probability over it is at least `thermal_probability`. On the selection drives
+  (README) either cue alone kept 63 or 14 of 255 false unverified blobs, both together
+  2, and all 8 real ones: the potholes in night stereo holes;
 * temporal confirmation (`confirm_frames` > 1): the blob is kept only when it overlaps,
   within `confirm_radius` (a share of the image width, for the motion between frames),
   the blobs that passed verification in each of the previous `confirm_frames - 1`

@@ -116,7 +116,7 @@ class OnnxRuntimeEngine(InferenceEngine):
         return self.device if torch.cuda.is_available() else None
 
     def infer_labels_and_logits(self, inputs) -> tuple[np.ndarray, np.ndarray]:
-        labels, logits = self._outputs((LABELS_NAME, OUTPUT_NAME), self.prepare_inputs(inputs))
+        labels, logits = self._outputs((LABELS_NAME, OUTPUT_NAME), self.prepare_inputs(inputs))  # one run
         return labels, logits
 
     def infer_labels_on_device(self, inputs) -> np.ndarray:

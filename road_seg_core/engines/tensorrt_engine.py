@@ -138,9 +138,7 @@ class TensorRTEngine(InferenceEngine):
 
     def infer_labels_and_logits(self, inputs) -> tuple[np.ndarray, np.ndarray]:
         with self._torch.cuda.stream(self._stream):
-            logits = self._logits(self.prepare_inputs(inputs))
-            labels, logits = logits.argmax(dim=1).to(self._torch.uint8).cpu(), logits.float().cpu()
-        return labels.numpy(), logits.numpy()
+            return self._labels_and_logits(self._logits(self.prepare_inputs(inputs)))
 
     @property
     def sensor_device(self) -> str | None:
@@ -153,9 +151,11 @@ class TensorRTEngine(InferenceEngine):
 
     def infer_labels_and_logits_on_device(self, inputs) -> tuple[np.ndarray, np.ndarray]:
         with self._torch.cuda.stream(self._stream):
-            logits = self._device_logits(inputs)
-            labels, logits = logits.argmax(dim=1).to(self._torch.uint8).cpu(), logits.float().cpu()
-        return labels.numpy(), logits.numpy()
+            return self._labels_and_logits(self._device_logits(inputs))
+
+    def _labels_and_logits(self, logits) -> tuple[np.ndarray, np.ndarray]:
+        """The argmax taken on the GPU, then labels and float32 logits on the host (call on the engine's stream)."""
+        return logits.argmax(dim=1).to(self._torch.uint8).cpu().numpy(), logits.float().cpu().numpy()
 
     def _device_logits(self, inputs):
         """`_logits` for torch tensors from `SensorPreprocessor`, ordered after the stream that made them."""
