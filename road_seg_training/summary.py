@@ -85,6 +85,7 @@ def summarize(config: ModelConfig, input_size: tuple[int, int] | None = None) ->
         "width_mult": config.width_mult if config.encoder in MOBILENET_ENCODERS else None,
         "fusion": config.fusion,
         "decoder_channels": config.decoder_channels,
+        "detail_channels": config.detail_channels,
         "input_size": [height, width],
         "inputs": {m: list(x.shape) for m, x in zip(model.modalities, inputs)},
         "output": list(logits.shape),
@@ -105,7 +106,8 @@ def format_summary(info: dict[str, Any]) -> str:
                else f"{info['encoder']} (full width)")
     lines = [
         f"model       {'+'.join(info['modalities'])}  {encoder}  "
-        f"{info['fusion']} fusion  decoder {info['decoder_channels']} ch",
+        f"{info['fusion']} fusion  decoder {info['decoder_channels']} ch"
+        + (f"  detail head {info['detail_channels']} ch" if info.get("detail_channels") else ""),
         f"input       {h}x{w}: " + ", ".join(f"{m} {tuple(s)}" for m, s in info["inputs"].items()),
         f"output      logits {tuple(info['output'])}",
         f"parameters  {info['parameters']:,} ({info['size_mb_fp32']} MB fp32)",

@@ -92,6 +92,9 @@ class ModelConfig:
     width_mult: float = 0.5
     fusion: str = "gated"
     decoder_channels: int = 48
+    #: Channels of the stride-2 detail head (`road_seg_core.models.detail`); 0 = none, the logits come from the
+    #: stride-4 classifier alone (every checkpoint before the head existed).
+    detail_channels: int = 0
     num_classes: int = labels.NUM_CLASSES
     class_names: tuple[str, ...] = labels.CLASS_NAMES
     input_size: tuple[int, int] = (192, 320)
@@ -139,6 +142,10 @@ class ModelConfig:
             problems.append(f"unknown fusion {self.fusion!r}; known: {', '.join(FUSIONS)}")
         if not (isinstance(self.decoder_channels, int) and self.decoder_channels >= 8):
             problems.append(f"decoder_channels must be an integer >= 8, got {self.decoder_channels!r}")
+        if not (isinstance(self.detail_channels, int) and not isinstance(self.detail_channels, bool)
+                and (self.detail_channels == 0 or self.detail_channels >= 4)):
+            problems.append(f"detail_channels must be 0 (no detail head) or an integer >= 4, "
+                            f"got {self.detail_channels!r}")
         if not (isinstance(self.num_classes, int) and self.num_classes >= 2):
             problems.append(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
         elif len(self.class_names) != self.num_classes:
@@ -177,6 +184,7 @@ class ModelConfig:
             "width_mult": float(self.width_mult),
             "fusion": self.fusion,
             "decoder_channels": int(self.decoder_channels),
+            "detail_channels": int(self.detail_channels),
             "num_classes": int(self.num_classes),
             "class_names": list(self.class_names),
             "input_size": [int(v) for v in self.input_size],

@@ -67,11 +67,15 @@ class FPNDecoder(nn.Module):
 
     def forward(self, features: Sequence[Tensor], output_size: tuple[int, int]) -> Tensor:
         """`features` fine to coarse; `output_size` (H, W) of the logits (the network input size)."""
+        logits = self.classifier(self.top_down(features))
+        return F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
+
+    def top_down(self, features: Sequence[Tensor]) -> Tensor:
+        """The refined stride-4 features the classifier reads (the detail head reads them too)."""
         x = self.context(features[-1])
         # Coarse to fine: 16, 8, 4. Sizes come from the skip tensors, so no scale factors are baked in.
         for index in range(len(self.laterals) - 1, -1, -1):
             skip = self.laterals[index](features[index])
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False) + skip
             x = self.refine[index](x)
-        logits = self.classifier(x)
-        return F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
+        return x

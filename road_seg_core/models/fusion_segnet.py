@@ -6,6 +6,8 @@ Data flow for modalities (m0, m1, ...), m0 being the primary stream::
                                       |     |                  |     |
     (every other stream runs its own stages; fused features feed the decoder skip at each stride)
 
+    decoder (stride 4) --> logits, or with a detail head: + head(all normalised inputs, decoder features)
+
 As in RTFNet, the fused feature continues in the primary stream, while the other
 streams keep encoding their own modality. Normalisation and validity (``x > 0``
 for 1-channel modalities) are computed in the graph, so preprocessing only
@@ -24,6 +26,7 @@ from torch.nn import functional as F
 
 from road_seg_core.models.config import MODALITY_CHANNELS, MODALITY_RANGES, OUTPUT_STRIDE, ModalityNorm, ModelConfig
 from road_seg_core.models.decoder import FPNDecoder
+from road_seg_core.models.detail import DetailHead
 from road_seg_core.models.encoders import STAGE_STRIDES, EncoderStream, build_encoder
 from road_seg_core.models.fusion import build_fusion
 
@@ -82,6 +85,9 @@ class FusionSegNet(nn.Module):
             build_fusion(config.fusion, c, masked) for c in channels
         ) if len(self.modalities) > 1 else nn.ModuleList()
         self.decoder = FPNDecoder(channels, config.decoder_channels, config.num_classes)
+        # Input-resolution logits for thin cracks (config.detail_channels > 0); absent in older checkpoints.
+        self.detail = DetailHead(sum(MODALITY_CHANNELS[m] for m in self.modalities), config.decoder_channels,
+                                 config.detail_channels, config.num_classes) if config.detail_channels else None
 
     @property
     def stage_channels(self) -> tuple[int, ...]:
@@ -129,7 +135,10 @@ class FusionSegNet(nn.Module):
                 fused = self.fusions[stage](features, [None if v is None else v[stage] for v in validity])
                 features[0] = fused
             skips.append(features[0])
-        return self.decoder(skips, (height, width))
+        if self.detail is None:
+            return self.decoder(skips, (height, width))
+        top = self.decoder.top_down(skips)
+        return self.detail(torch.cat(normed, dim=1), top, self.decoder.classifier(top))
 
     def example_inputs(self, batch_size: int = 1, input_size: tuple[int, int] | None = None,
                        device: torch.device | str = "cpu") -> tuple[Tensor, ...]:
