@@ -56,7 +56,7 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return count - 1, label_image, stats[1:]
 
 
-def _objects(truth: np.ndarray, instances: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+def ground_truth_objects(truth: np.ndarray, instances: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
     """(count, label image 1..count, boxes x, y, w, h) of the ground-truth objects: `instances`' ids on the `truth`
     pixels (a truth pixel without an id is an object of its own component), else 8-connected components."""
     count, label_image, stats = _components(truth)
@@ -77,6 +77,18 @@ def _objects(truth: np.ndarray, instances: np.ndarray | None) -> tuple[int, np.n
     np.minimum.at(x0, inverse, xs), np.minimum.at(y0, inverse, ys)
     np.maximum.at(x1, inverse, xs), np.maximum.at(y1, inverse, ys)
     return count, objects, np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1)
+
+
+def object_depths(label_image: np.ndarray, boxes: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Median valid depth of each object of `ground_truth_objects` (NaN without any valid depth), looked up
+    inside its bounding box."""
+    out = np.full(len(boxes), np.nan)
+    for i, (x, y, w, h) in enumerate(boxes):
+        window = depth[y:y + h, x:x + w]
+        values = window[(label_image[y:y + h, x:x + w] == i + 1) & np.isfinite(window) & (window > 0)]
+        if values.size:
+            out[i] = float(np.median(values))
+    return out
 
 
 @dataclass
@@ -146,7 +158,7 @@ class ObstacleCounter:
                 self.phantom_frames += 1
                 frame["phantom"] = 1
             return frame
-        count, label_image, boxes = _objects(truth, instances)
+        count, label_image, boxes = ground_truth_objects(truth, instances)
         self.frames_with_instances += instances is not None
         hit = np.zeros(count + 1, bool)
         hit[np.unique(label_image[predicted & truth])] = True
@@ -157,7 +169,7 @@ class ObstacleCounter:
         if depth is None:
             self.objects_without_depth += count
             return frame
-        distance = self._object_depths(label_image, boxes, np.asarray(depth, np.float64))
+        distance = object_depths(label_image, boxes, np.asarray(depth, np.float64))
         known = np.isfinite(distance)
         self.objects_without_depth += int((~known).sum())
         near = known & (distance < self.near_m)
@@ -178,17 +190,6 @@ class ObstacleCounter:
         pixels = np.bincount(label_image.ravel(), minlength=count + 1)[1:]
         covered = np.bincount(label_image[has], minlength=count + 1)[1:]
         return covered / np.maximum(pixels, 1)
-
-    @staticmethod
-    def _object_depths(label_image: np.ndarray, boxes: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Median valid depth of each object (NaN without any valid depth), looked up inside its bounding box."""
-        out = np.full(len(boxes), np.nan)
-        for i, (x, y, w, h) in enumerate(boxes):
-            window = depth[y:y + h, x:x + w]
-            values = window[(label_image[y:y + h, x:x + w] == i + 1) & np.isfinite(window) & (window > 0)]
-            if values.size:
-                out[i] = float(np.median(values))
-        return out
 
     def merge(self, other: "ObstacleCounter") -> None:
         for name in ("frames", "clear_frames", "phantom_frames", "objects", "objects_found", "near_objects",
