@@ -108,7 +108,8 @@ def measure(drives: int, seed: int, frames: int, width: int, height: int, modali
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m road_seg_training.observability", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m road_seg_training.observability",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--drives", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7001)
     parser.add_argument("--frames", type=int, default=45, help="frames per drive")

@@ -1,8 +1,8 @@
-"""The stride-2 detail head: wiring, warm start, old checkpoints, export, and that it resolves 1-px lines."""
+"""The stride-2 detail head: wiring, warm start, old checkpoints, and that it resolves 1-px lines (export:
+test_models)."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ import torch
 
 from road_seg_core.checkpoint import load_checkpoint, load_model, save_checkpoint
 from road_seg_core.export.exporter import sensor_like_inputs
-from road_seg_core.models import ModelConfig, OrderedInputs, build_model
+from road_seg_core.models import ModelConfig, build_model
 from road_seg_training.warm_start import warm_start
 from tiny_models import TINY, calibrated_model
 
@@ -69,41 +69,6 @@ def test_warm_start_from_a_model_without_head_starts_where_it_was(tmp_path):
     x = inputs_for(TINY, seed=3)
     with torch.no_grad():
         torch.testing.assert_close(model(x), source(x))
-
-
-def test_onnx_export_with_head_matches_torch(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    model = calibrated_model(DETAIL)
-    torch.nn.init.normal_(model.detail.classifier.weight, std=0.05)  # a head that changes the logits
-    wrapper = OrderedInputs(model).eval()
-    x = inputs_for(DETAIL, seed=5)
-    ordered = tuple(x[m] for m in DETAIL.modalities)
-    path = tmp_path / "model.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(wrapper, ordered, str(path), input_names=wrapper.input_names,
-                          output_names=wrapper.output_names, opset_version=17, dynamo=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (onnx_logits,) = session.run(None, {m: x[m].numpy() for m in DETAIL.modalities})
-    with torch.no_grad():
-        reference = wrapper(*ordered)
-        without_head = model.decoder(_skips(model, ordered), DETAIL.input_size)
-    np.testing.assert_allclose(onnx_logits, reference.numpy(), rtol=1e-4, atol=1e-4)
-    assert (reference - without_head).abs().max() > 0.1  # the head is in the graph
-
-
-def _skips(model, ordered):
-    """The decoder's inputs, computed as forward_ordered does, for the logits without the head."""
-    features = [model.inputs[m](t)[0] for m, t in zip(model.modalities, ordered)]
-    validity = [model.inputs[m](t)[1] for m, t in zip(model.modalities, ordered)]
-    from road_seg_core.models.fusion_segnet import _validity_pyramid
-    pyramids = [None if v is None else _validity_pyramid(v) for v in validity]
-    skips = []
-    for stage in range(4):
-        features = [model.encoders[m].stages[stage](f) for m, f in zip(model.modalities, features)]
-        features[0] = model.fusions[stage](features, [None if p is None else p[stage] for p in pyramids])
-        skips.append(features[0])
-    return skips
 
 
 def _line_scenes(count: int, size: tuple[int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -288,11 +288,15 @@ def test_encoder_weights_errors_name_the_file(tmp_path):
         build_model(tiny(modalities=("rgb",), encoder_weights={"rgb": str(wrong)}))
 
 
-def test_onnx_export_matches_torch(tmp_path):
-    """The exporter relies on this: opset 17 legacy export of the ordered-input wrapper, same logits in ORT."""
+@pytest.mark.parametrize("detail_channels", [0, 8])
+def test_onnx_export_matches_torch(tmp_path, detail_channels):
+    """The exporter relies on this: opset 17 legacy export of the ordered-input wrapper, same logits in ORT
+    (also with the detail head, whose pixel shuffle becomes DepthToSpace)."""
     ort = pytest.importorskip("onnxruntime")
-    config = tiny(modalities=("rgb", "depth", "thermal"))
+    config = tiny(modalities=("rgb", "depth", "thermal"), detail_channels=detail_channels)
     model = calibrated(build_model(config), config.modalities)
+    if detail_channels:  # a head that changes the logits (it starts at zero)
+        torch.nn.init.normal_(model.detail.classifier.weight, std=0.5)
     wrapper = OrderedInputs(model).eval()
     inputs = random_inputs(config.modalities, batch=1, seed=5)
     ordered = tuple(inputs[m] for m in config.modalities)
@@ -308,3 +312,8 @@ def test_onnx_export_matches_torch(tmp_path):
     assert onnx_logits.shape == (1, 4, *SIZE)
     np.testing.assert_allclose(onnx_logits, torch_logits, rtol=1e-4, atol=1e-4)
     assert np.abs(torch_logits).max() > 0.1  # compared something non-trivial
+    if detail_channels:
+        torch.nn.init.zeros_(model.detail.classifier.weight)
+        with torch.no_grad():
+            without_head = wrapper(*ordered).numpy()
+        assert np.abs(without_head - torch_logits).max() > 0.1 * np.abs(torch_logits).max()  # the head is in the graph
