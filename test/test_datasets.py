@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from road_seg_core import labels as L
 from road_seg_core.preprocess import Preprocessor
 from road_seg_core.synthetic import SceneStream, render_scene
 from road_seg_training import label_sets
@@ -325,6 +326,32 @@ def test_synthetic_splits_disparity_and_options():
         build_dataset("synthetic", None, "train", ("rgb",), (64, 96), conditions=["rain"])
     with pytest.raises(DatasetError, match="unknown split"):
         build_dataset("synthetic", None, "holdout", ("rgb",), (64, 96))
+
+
+def test_synthetic_pothole_cover_keeps_thin_potholes_nearest_resampling_drops():
+    """A crack a render row or two tall vanishes from nearest-resized targets in some frames; pothole_cover keeps
+    every pothole that covers enough of an input pixel, and only adds pothole where one was rendered."""
+    modalities = ("rgb",)
+    options = dict(frames=6, seed=5, conditions=["day"], drive_share=1.0, drive_frames=6, drive_stride=6)
+    plain = build_dataset("synthetic", None, "train", modalities, (64, 96), **options)
+    covered = build_dataset("synthetic", None, "train", modalities, (64, 96), pothole_cover=0.33, **options)
+    kept = {"plain": 0, "covered": 0}
+    for index in range(6):
+        scene = plain.scene(index)
+        ids = scene.frame.extras["pothole_ids"]
+        a, b = plain[index]["labels"].numpy(), covered[index]["labels"].numpy()
+        assert np.all(b[a == L.NEGATIVE_OBSTACLE] == L.NEGATIVE_OBSTACLE)  # only ever adds pothole
+        changed = (a != b)
+        share = cv2.resize((scene.labels == L.NEGATIVE_OBSTACLE).astype(np.float32), (96, 64),
+                           interpolation=cv2.INTER_AREA)
+        assert np.all(share[changed] >= 0.33)  # ...where a rendered pothole covers a third of the pixel
+        for pid in np.unique(ids[ids > 0]):  # a pothole is in the targets if they say pothole on its footprint
+            footprint = cv2.resize((ids == pid).astype(np.float32), (96, 64), interpolation=cv2.INTER_AREA) > 0
+            kept["plain"] += bool(np.any(footprint & (a == L.NEGATIVE_OBSTACLE)))
+            kept["covered"] += bool(np.any(footprint & (b == L.NEGATIVE_OBSTACLE)))
+    assert kept["covered"] > kept["plain"], kept
+    with pytest.raises(DatasetError, match="pothole_cover must be 0"):
+        build_dataset("synthetic", None, "train", modalities, (64, 96), pothole_cover=1.0)
 
 
 # -- common -----------------------------------------------------------------------------------------------------
