@@ -1,6 +1,7 @@
 """`road-seg play`: a rosbag2 published with rclpy as `ros2 bag play` would, and replayed into the live node."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -268,6 +269,12 @@ def test_played_into_the_node_gives_the_masks_eval_bag_writes(ros_domain, bin_di
     online = {_stamp(m): m for m in collector.messages[topics["labels"]]}
     assert online and set(online) <= set(offline), logs
     assert len(offline) - len(online) == int(diag["dropped_sets"]) and diag["failed_sets"] == "0", diag
-    for key in ("labels", "drivable", "obstacle"):
-        for msg in collector.messages[topics[key]]:
-            assert np.array_equal(_array(msg), offline[_stamp(msg)][key]), (key, _stamp(msg), diag)
+    # Sets are formed in stamp time, so the bag's order makes eval-bag's sets. Live, DDS may hand the node a newer
+    # left image before an older depth or thermal one (a loaded machine): that set goes on without the late input,
+    # which the node counts (missing.<input>). Only so many frames may differ, each counted; the rest are exact.
+    without = json.loads((tmp_path / "report" / "metrics.json").read_text())["sync"]["sets_without"]
+    late = sum(max(0, int(n) - int(without.get(k[len("missing."):], 0))) for k, n in diag.items()
+               if k.startswith("missing."))
+    differ = {_stamp(msg) for key in ("labels", "drivable", "obstacle") for msg in collector.messages[topics[key]]
+              if not np.array_equal(_array(msg), offline[_stamp(msg)][key])}
+    assert len(differ) <= late, (sorted(differ), late, without, diag)
